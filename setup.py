@@ -1,0 +1,28 @@
+"""pip-installable core library and the `gsbp` CLI.
+
+The ROS 2 package (messages, node) is built with colcon from CMakeLists.txt; this file lets
+`pip install .` give the ROS-free library on any machine.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="gsbp_ros",
+    version="0.1.0",
+    description="Gradient-weighted feature back-projection onto 3D Gaussian splats, for ROS 2",
+    packages=find_packages(include=["gsbp_ros", "gsbp_ros.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "torch>=2.1",
+        "numpy",
+        "safetensors",
+        "pillow",
+        "transformers>=4.40",
+        "packaging",
+    ],
+    extras_require={
+        "gpu": ["gsplat>=1.4"],
+        "cleanup": ["open3d"],
+    },
+    entry_points={"console_scripts": ["gsbp = gsbp_ros.cli:main"]},
+)
