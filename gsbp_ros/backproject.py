@@ -1,0 +1,286 @@
+"""Gradient-weighted feature back-projection (Joseph et al., SIGGRAPH Asia 2025, Eq. 4-5).
+
+    expected:     f_k = Σ_views Σ_p w_k(p) F(p) / Σ_views Σ_p w_k(p)
+    accumulated:  f_k = Σ_views Σ_p w_k(p) F(p)
+
+with w_k(p) = α_k(p)·T_k(p). Views are streamed: memory is one view's sparse weights plus the
+[N, C] accumulators. One set of weights per view serves every feature source of that view.
+The sum over views shards across ``torch.distributed`` ranks (each takes every
+``world_size``-th view; the accumulators are all-reduced at the end).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gsbp_ros.camera import Camera
+from gsbp_ros.errors import FeatureError
+from gsbp_ros.field import FeatureField
+from gsbp_ros.scene import GaussianScene
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int, float | None], None]
+MODES = ("expected", "accumulated")
+
+
+@dataclass
+class Accumulators:
+    """Running Σ w F [N, C] and Σ w [N] per source (the only state that grows with N)."""
+
+    num_gaussians: int
+    device: torch.device
+    sums: dict[str, Tensor] = field(default_factory=dict)
+    weights: dict[str, Tensor] = field(default_factory=dict)
+    views: dict[str, int] = field(default_factory=dict)
+
+    def add(self, name: str, weighted: Tensor, weight_sum: Tensor) -> None:
+        """weighted: [N, C] Σ_p w F of one view; weight_sum: [N] Σ_p w of that view."""
+        if name not in self.sums:
+            self.sums[name] = torch.zeros(
+                self.num_gaussians, weighted.shape[1], dtype=torch.float64, device=self.device
+            )
+            self.weights[name] = torch.zeros(
+                self.num_gaussians, dtype=torch.float64, device=self.device
+            )
+            self.views[name] = 0
+        elif self.sums[name].shape[1] != weighted.shape[1]:
+            raise FeatureError(
+                f"source {name!r}: feature maps differ in channels "
+                f"({self.sums[name].shape[1]} before, {weighted.shape[1]} now)"
+            )
+        self.sums[name] += weighted.to(torch.float64)
+        self.weights[name] += weight_sum.to(torch.float64)
+        self.views[name] += 1
+
+    def all_reduce(self, names: Sequence[str]) -> None:
+        """Sum the accumulators over a torch.distributed group (same source order on all ranks)."""
+        import torch.distributed as dist
+
+        for name in names:
+            dist.all_reduce(self.sums[name])
+            dist.all_reduce(self.weights[name])
+            views = torch.tensor([self.views[name]], dtype=torch.float64, device=self.device)
+            dist.all_reduce(views)
+            self.views[name] = int(views.item())
+
+
+def finalize(
+    sums: Tensor, weights: Tensor, *, mode: str = "expected", normalize: bool = False
+) -> Tensor:
+    """Turn Σ w F into per-Gaussian features.
+
+    Args:
+        sums: [N, C] Σ w F.
+        weights: [N] Σ w (0 = never seen).
+        mode: "expected" divides by Σ w where it is positive; "accumulated" does not.
+        normalize: L2-normalise each row (rows that are all zero stay zero). With it, both
+            modes give the same features (paper, Sec. 3.1).
+    Returns:
+        [N, C] float32.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    out = sums
+    if mode == "expected":
+        seen = weights > 0
+        out = torch.zeros_like(sums)
+        out[seen] = sums[seen] / weights[seen, None]
+    if normalize:
+        norm = out.norm(dim=1, keepdim=True)
+        out = torch.where(norm > 0, out / norm.clamp_min(1e-30), out)
+    return out.to(torch.float32)
+
+
+def backproject(
+    scene: GaussianScene,
+    cameras: Sequence[Camera],
+    sources: Mapping[str, object],
+    *,
+    mode: str = "expected",
+    normalize: bool = False,
+    device: str | torch.device = "cpu",
+    engine: str = "auto",
+    render_scale: float = 1.0,
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    progress: ProgressFn | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    meta: Mapping[str, object] | None = None,
+) -> FeatureField:
+    """Back-project every source's 2D features onto the Gaussians.
+
+    Args:
+        scene: N Gaussians.
+        cameras: views to stream; each source is asked for its map of each view.
+        sources: name -> FeatureSource (``view_features(camera, rgb) -> [H', W', C] | None``,
+            ``needs_rgb``, optional ``cache_key()``).
+        mode: "expected" or "accumulated".
+        normalize: L2-normalise the per-Gaussian features.
+        device: where the weights and accumulators live.
+        engine: raster engine ("auto", "torch", "gsplat").
+        render_scale: renders at ``render_scale`` times each camera's resolution.
+        progress: called as ``progress(views_done, views_total, eta_seconds)``.
+        rank, world_size: shard the views over a torch.distributed group.
+    Returns:
+        FeatureField with ``features[name] [N, C]`` and ``weights[name] [N]``, full length N.
+    """
+    from gsbp_ros.raster import compute_view_weights, render_rgb
+
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if not sources:
+        raise FeatureError("no feature sources to back-project")
+    if not cameras:
+        raise FeatureError("no cameras to back-project from")
+    device = torch.device(device)
+    scene_dev = scene.to(device)
+    my_views = list(cameras)[rank::world_size]
+    acc = Accumulators(scene.num_gaussians, device)
+    missing: dict[str, list[str]] = {name: [] for name in sources}
+    needs_rgb = any(getattr(s, "needs_rgb", False) for s in sources.values())
+    bg = torch.tensor(background, dtype=torch.float32, device=device)
+    t0 = time.monotonic()
+    for i, cam in enumerate(my_views):
+        view = cam.scaled(render_scale) if render_scale != 1.0 else cam
+        weights = compute_view_weights(scene_dev, view.to_device(device), engine=engine)
+        rgb = None
+        if needs_rgb:
+            rgb = render_rgb(scene_dev, view, weights=weights, background=bg)
+        wsum = None
+        for name, source in sources.items():
+            fmap = source.view_features(view, rgb)
+            if fmap is None:
+                missing[name].append(cam.name)
+                continue
+            fmap = _check_feature_map(fmap, name, cam.name).to(device)
+            if wsum is None:
+                wsum = weights.weight_sum()
+            acc.add(name, weights.backproject(fmap), wsum)
+        if progress is not None:
+            done = i + 1
+            elapsed = time.monotonic() - t0
+            eta = elapsed / done * (len(my_views) - done)
+            progress(done, len(my_views), eta)
+    for name, names in missing.items():
+        if names:
+            log.warning(
+                "source %r has no feature map for %d of %d views (skipped), e.g. %s",
+                name,
+                len(names),
+                len(my_views),
+                names[0],
+            )
+    if world_size > 1:
+        _share_channel_counts(acc, list(sources), device)
+        acc.all_reduce(list(sources))
+    empty = [name for name in sources if name not in acc.sums]
+    if empty:
+        raise FeatureError(f"source(s) {', '.join(empty)} had no feature map for any view")
+    features = {
+        n: finalize(acc.sums[n], acc.weights[n], mode=mode, normalize=normalize) for n in sources
+    }
+    weight_out = {n: acc.weights[n].to(torch.float32) for n in sources}
+    field_meta: dict[str, dict] = {}
+    for name, source in sources.items():
+        key = source.cache_key() if hasattr(source, "cache_key") else {}
+        field_meta[name] = {
+            **{k: str(v) for k, v in key.items()},
+            "views": str(acc.views[name]),
+            "mode": mode,
+            "normalize": str(normalize),
+        }
+    return FeatureField(
+        features={n: t.cpu() for n, t in features.items()},
+        weights={n: t.cpu() for n, t in weight_out.items()},
+        meta={"sources": field_meta, **(dict(meta) if meta else {})},
+    )
+
+
+def _share_channel_counts(acc: Accumulators, names: list[str], device: torch.device) -> None:
+    """A rank that saw no map of a source still needs a zero accumulator of the right width."""
+    import torch.distributed as dist
+
+    widths = torch.tensor(
+        [acc.sums[n].shape[1] if n in acc.sums else 0 for n in names], device=device
+    )
+    dist.all_reduce(widths, op=dist.ReduceOp.MAX)
+    for name, width in zip(names, widths.tolist()):
+        if name not in acc.sums and width > 0:
+            acc.add(
+                name,
+                torch.zeros(acc.num_gaussians, width, device=device),
+                torch.zeros(acc.num_gaussians, device=device),
+            )
+            acc.views[name] = 0
+
+
+def _check_feature_map(fmap: Tensor | np.ndarray, source: str, view: str) -> Tensor:
+    fmap = torch.as_tensor(fmap)
+    if fmap.ndim != 3:
+        raise FeatureError(
+            f"source {source!r}, view {view!r}: feature map must be [H, W, C], "
+            f"got shape {list(fmap.shape)}"
+        )
+    if min(fmap.shape) == 0:
+        raise FeatureError(
+            f"source {source!r}, view {view!r}: empty feature map {list(fmap.shape)}"
+        )
+    if not torch.is_floating_point(fmap):
+        fmap = fmap.to(torch.float32)
+    if not torch.isfinite(fmap).all():
+        raise FeatureError(f"source {source!r}, view {view!r}: feature map contains NaN or Inf")
+    return fmap.to(torch.float32)
+
+
+class NpyFeatureMaps:
+    """Precomputed feature maps: one ``<image stem>.npy`` ([H', W', C] float) per view."""
+
+    needs_rgb = False
+
+    def __init__(self, folder: str | Path, *, name: str = "default") -> None:
+        self.folder = Path(folder)
+        self.name = name
+        if not self.folder.is_dir():
+            raise FeatureError(f"feature folder {self.folder} does not exist")
+        self._files = {p.stem: p for p in self.folder.glob("*.npy")}
+        if not self._files:
+            raise FeatureError(f"feature folder {self.folder} holds no .npy feature maps")
+        self.dim: int | None = None
+
+    def cache_key(self) -> dict[str, str]:
+        return {"source": "npy", "folder": str(self.folder.resolve())}
+
+    def view_features(self, camera: Camera, rgb: Tensor | None) -> Tensor | None:
+        path = self._files.get(camera.stem)
+        if path is None:
+            return None
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise FeatureError(f"cannot read feature map {path}: {exc}") from exc
+        if arr.ndim != 3:
+            raise FeatureError(f"feature map {path} must be [H, W, C], got shape {list(arr.shape)}")
+        if self.dim is None:
+            self.dim = int(arr.shape[2])
+        elif arr.shape[2] != self.dim:
+            raise FeatureError(
+                f"feature maps differ in channels: {path.name} has {arr.shape[2]}, "
+                f"earlier maps have {self.dim}"
+            )
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise FeatureError(f"feature map {path} must be float, got {arr.dtype}")
+        return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+
+    def unused(self, cameras: Sequence[Camera]) -> list[str]:
+        """Feature files that match no camera (likely a naming mistake worth a warning)."""
+        stems = {c.stem for c in cameras}
+        return sorted(s for s in self._files if s not in stems)

@@ -1,0 +1,435 @@
+"""``gsbp``: the command line for offline work.
+
+    gsbp demo-scene  --out DIR                     procedural tabletop with ground truth
+    gsbp render      --scene S [--cameras C] --view I --out PNG
+    gsbp backproject --scene S --cameras C --features-dir D --out F.safetensors
+    gsbp features    --scene S [--cameras C] --sources labels,dinov2,clip --out F.safetensors
+    gsbp segment     --scene S ... --text mug [--negative table] [--out-ply P] [--png PNG]
+    gsbp transfer    --scene S ... --images I1 I2 --masks M1 M2 --labels grasp,contain
+    gsbp bench       --out docs/benchmarks.md
+    gsbp eval        --demo DIR                    IoU of text segmentation on the demo scene
+
+Every failure prints one line ``gsbp: error: ...`` and exits non-zero; outputs are written
+atomically, so a failed run leaves no partial file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from gsbp_ros.errors import GsbpError
+
+
+class ProgressPrinter:
+    """``views 12/40 (30%), ETA 8 s`` on stderr, at most every ``every`` seconds."""
+
+    def __init__(self, label: str = "views", every: float = 1.0) -> None:
+        self.label = label
+        self.every = every
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int, eta: float | None) -> None:
+        now = time.monotonic()
+        if done != total and now - self._last < self.every:
+            return
+        self._last = now
+        eta_s = f", ETA {eta:.0f} s" if eta is not None else ""
+        print(
+            f"  {self.label} {done}/{total} ({100 * done // max(total, 1)}%){eta_s}",
+            file=sys.stderr,
+        )
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else []
+
+
+# -- commands --------------------------------------------------------------------------------
+def cmd_demo_scene(args: argparse.Namespace) -> int:
+    from gsbp_ros.demo_scene import write_demo_scene
+
+    demo = write_demo_scene(
+        args.out, num_views=args.views, width=args.width, height=args.height, seed=args.seed
+    )
+    print(
+        f"demo scene: {demo.scene.num_gaussians} Gaussians, {args.views} views "
+        f"{args.width}x{args.height} -> {args.out}"
+    )
+    return 0
+
+
+def _load_cameras_or_orbit(scene, cameras: str, views: int, size: int):
+    from gsbp_ros.cameras import cameras_for_scene, load_cameras
+
+    if cameras:
+        return load_cameras(cameras)
+    return cameras_for_scene(scene, num_views=views, width=size, height=size)
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    import torch
+
+    from gsbp_ros.overlay import save_png
+    from gsbp_ros.raster import render_rgb
+    from gsbp_ros.scene import GaussianScene
+
+    scene = GaussianScene.load(args.scene)
+    cams = _load_cameras_or_orbit(scene, args.cameras, args.views, args.size)
+    cam = _pick_view(cams, args.view)
+    if args.scale != 1.0:
+        cam = cam.scaled(args.scale)
+    bg = torch.tensor(_color(args.background))
+    rgb = render_rgb(scene, cam, background=bg)
+    save_png((rgb.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8), args.out)
+    print(f"rendered {cam.name} ({cam.width}x{cam.height}) -> {args.out}")
+    return 0
+
+
+def _pick_view(cams, view: str):
+    from gsbp_ros.errors import CameraError
+
+    if view.isdigit():
+        i = int(view)
+        if i >= len(cams):
+            raise CameraError(f"view index {i} is out of range (there are {len(cams)} views)")
+        return cams[i]
+    for c in cams:
+        if view in (c.name, c.stem):
+            return c
+    raise CameraError(f"no view named {view!r}; e.g. {', '.join(c.stem for c in cams[:5])}")
+
+
+def _color(text: str) -> tuple[float, float, float]:
+    parts = [float(x) for x in text.split(",")]
+    if len(parts) != 3:
+        raise GsbpError(f"--background takes r,g,b in 0..1, got {text!r}")
+    return (parts[0], parts[1], parts[2])
+
+
+def cmd_backproject(args: argparse.Namespace) -> int:
+    from gsbp_ros.backproject import NpyFeatureMaps, backproject
+    from gsbp_ros.cameras import load_cameras
+    from gsbp_ros.engine import resolve_device
+    from gsbp_ros.scene import GaussianScene
+
+    scene = GaussianScene.load(args.scene)
+    cams = load_cameras(args.cameras)
+    maps = NpyFeatureMaps(args.features_dir)
+    have = [c for c in cams if (maps.folder / f"{c.stem}.npy").exists()]
+    for c in cams:
+        if c not in have:
+            logging.warning("view %s has no feature map %s.npy: skipped", c.name, c.stem)
+    for stem in maps.unused(cams):
+        logging.warning("feature map %s.npy matches no camera", stem)
+    if not have:
+        raise GsbpError(f"none of the {len(cams)} views has a feature map in {args.features_dir}")
+    device = resolve_device(args.device)
+    print(f"back-projecting {len(have)} views onto {scene.num_gaussians} Gaussians on {device}")
+    t0 = time.monotonic()
+    field = backproject(
+        scene,
+        have,
+        {"default": maps},
+        mode=args.mode,
+        normalize=args.normalize,
+        device=device,
+        engine=args.engine,
+        progress=ProgressPrinter(),
+    )
+    field.save(args.out)
+    dt = time.monotonic() - t0
+    seen = int((field.weights["default"] > 0).sum())
+    c = field.features["default"].shape[1]
+    print(
+        f"wrote {args.out}: features [{scene.num_gaussians}, {c}], weight "
+        f"[{scene.num_gaussians}] ({seen} seen); {dt:.1f} s, {dt / len(have):.3f} s/view"
+    )
+    return 0
+
+
+def _engine_config(args: argparse.Namespace):
+    from gsbp_ros.engine import EngineConfig
+
+    return EngineConfig(
+        scene_path=args.scene,
+        cameras_path=args.cameras,
+        device=args.device,
+        feature_sources=_csv(args.sources),
+        dinov2_model=args.dinov2_model,
+        clip_model=args.clip_model,
+        label_maps_dir=args.label_maps,
+        label_names=_label_names(args.label_names, args.label_maps),
+        cache_dir=args.cache_dir,
+        max_views=args.max_views,
+        render_scale=args.render_scale,
+        num_generated_views=args.views,
+        generated_view_size=args.size,
+        mode=args.mode,
+        feature_input_size=args.input_size,
+        output_dir=str(Path(args.output_dir).resolve()),
+        engine=args.engine,
+    )
+
+
+def _label_names(text: str, label_maps: str) -> list[str]:
+    """Names from --label-names, or from a names.json beside/above the label maps."""
+    if text:
+        return _csv(text)
+    if not label_maps:
+        return []
+    folder = Path(label_maps)
+    for cand in (
+        folder / "names.json",
+        folder.parent / "names.json",
+        folder.parent.parent / "names.json",
+    ):
+        if cand.is_file():
+            names = json.loads(cand.read_text())
+            if isinstance(names, dict):
+                names = names.get(folder.name) or names.get("objects") or []
+            return [str(n) for n in names]
+    return []
+
+
+def _start_engine(args: argparse.Namespace):
+    from gsbp_ros.engine import GsbpEngine
+
+    def log(msg: str) -> None:
+        print(f"  {msg}", file=sys.stderr)
+
+    engine = GsbpEngine(_engine_config(args), log=log)
+    engine.start()
+    st = engine.status()
+    if st.state != "ready":
+        raise GsbpError(st.message)
+    if not st.active_sources:
+        raise GsbpError(f"no feature source could be loaded: {st.inactive_sources}")
+    return engine
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    engine = _start_engine(args)
+    engine.field.save(args.out)
+    st = engine.status()
+    dims = {n: int(t.shape[1]) for n, t in engine.field.features.items()}
+    print(f"wrote {args.out}: sources {dims}; start-up {st.startup_s:.1f} s")
+    return 0
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    engine = _start_engine(args)
+    if args.text:
+        sel = engine.segment_text(_csv(args.text), _csv(args.negative), args.threshold)
+    else:
+        pts = np.array([[float(v) for v in p.split(",")] for p in args.point], dtype=np.float64)
+        neg = np.array(
+            [[float(v) for v in p.split(",")] for p in args.negative_point], dtype=np.float64
+        ).reshape(-1, 3)
+        sel = engine.segment_points(pts, neg, args.threshold)
+    print(
+        f"segment {sel.name!r}: {sel.indices.size} of {engine.scene.num_gaussians} Gaussians "
+        f"({sel.info.get('source')}, {1000 * float(sel.info.get('latency_s', 0)):.1f} ms)"
+    )
+    if sel.summary is not None:
+        c = sel.summary.centroid
+        print(f"  centroid ({c[0]:.3f}, {c[1]:.3f}, {c[2]:.3f})")
+    if args.indices_out:
+        from gsbp_ros.fileio import atomic_write
+
+        with atomic_write(args.indices_out, "w") as f:
+            json.dump({"name": sel.name, "indices": sel.indices.tolist()}, f)
+    if args.out_ply:
+        path, n = engine.save_region(args.out_ply, selection=sel, complement=args.complement)
+        print(f"  wrote {n} Gaussians -> {path}")
+    if args.png:
+        _write_overlay(engine, sel, args.png, args.view)
+    return 0
+
+
+def _write_overlay(engine, sel, png: str, view: str) -> None:
+    import torch
+
+    from gsbp_ros.overlay import overlay_mask, save_png
+    from gsbp_ros.raster import compute_view_weights, render_rgb
+
+    cam = _pick_view(engine.cameras, view)
+    w = compute_view_weights(engine.scene, cam)
+    rgb = render_rgb(engine.scene, cam, weights=w)
+    sel_mask = torch.zeros(engine.scene.num_gaussians, 1)
+    sel_mask[torch.from_numpy(sel.indices)] = 1.0
+    cover = w.render(sel_mask)[..., 0]
+    mask = (cover > 0.5 * w.alpha().clamp_min(1e-6)) & (w.alpha() > 0.5)
+    save_png(overlay_mask(rgb.numpy(), mask.numpy()), png)
+    print(f"  overlay of view {cam.name} -> {png}")
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from gsbp_ros.cameras import load_cameras
+    from gsbp_ros.images import read_label_image, read_rgb_image
+
+    engine = _start_engine(args)
+    images = [read_rgb_image(p) for p in args.images]
+    masks = [read_label_image(p) for p in args.masks]
+    cams = None
+    if args.source_cameras:
+        all_cams = {c.stem: c for c in load_cameras(args.source_cameras)}
+        cams = []
+        for p in args.masks:
+            stem = Path(p).stem
+            if stem not in all_cams:
+                raise GsbpError(f"no camera named {stem!r} in {args.source_cameras}")
+            cams.append(all_cams[stem])
+    result = engine.transfer_affordance(images, masks, _csv(args.labels), args.k, cams)
+    out = Path(args.out)
+    summary = []
+    for region in result.regions:
+        path, n = engine.save_region(str(out / f"{region.name}.ply"), selection=region)
+        summary.append({"label": region.name, "count": n, "ply": path})
+        print(f"  {region.name}: {n} Gaussians -> {path}")
+    from gsbp_ros.fileio import atomic_write
+
+    with atomic_write(out / "transfer.json", "w") as f:
+        json.dump(summary, f, indent=2)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from gsbp_ros.bench import run_bench
+
+    return run_bench(args)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from gsbp_ros.evaluate import evaluate_demo
+
+    return evaluate_demo(args)
+
+
+# -- parser ----------------------------------------------------------------------------------
+def _add_engine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scene", required=True, help="Inria .ply or gsplat checkpoint")
+    p.add_argument("--cameras", default="", help="COLMAP model or transforms.json ('' = orbit)")
+    p.add_argument("--sources", default="labels", help="comma list of dinov2, clip, labels")
+    p.add_argument("--dinov2-model", default="facebook/dinov2-small")
+    p.add_argument("--clip-model", default="openai/clip-vit-base-patch16")
+    p.add_argument("--label-maps", default="", help="folder of <image stem>.png|.npy label maps")
+    p.add_argument("--label-names", default="", help="comma list (default: names.json nearby)")
+    p.add_argument("--cache-dir", default="", help="feature-field cache folder ('' = none)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--engine", default="auto", choices=["auto", "torch", "gsplat"])
+    p.add_argument("--mode", default="expected", choices=["expected", "accumulated"])
+    p.add_argument("--max-views", type=int, default=0)
+    p.add_argument("--render-scale", type=float, default=1.0)
+    p.add_argument("--input-size", type=int, default=448, help="feature model input long side")
+    p.add_argument("--views", type=int, default=24, help="generated views when no cameras")
+    p.add_argument("--size", type=int, default=256, help="generated view size")
+    p.add_argument("--output-dir", default=".", help="folder that outputs may be written below")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="gsbp", description=__doc__.split("\n\n")[0])
+    ap.add_argument("-v", "--verbose", action="store_true")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo-scene", help="write the procedural demo tabletop")
+    p.add_argument("--out", required=True)
+    p.add_argument("--views", type=int, default=24)
+    p.add_argument("--width", type=int, default=160)
+    p.add_argument("--height", type=int, default=120)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo_scene)
+
+    p = sub.add_parser("render", help="render one view to PNG")
+    p.add_argument("--scene", required=True)
+    p.add_argument("--cameras", default="")
+    p.add_argument("--view", default="0", help="index or image name")
+    p.add_argument("--views", type=int, default=24)
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--background", default="1,1,1")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("backproject", help="back-project precomputed .npy feature maps")
+    p.add_argument("--scene", required=True)
+    p.add_argument("--cameras", required=True)
+    p.add_argument("--features-dir", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--mode", default="expected", choices=["expected", "accumulated"])
+    p.add_argument("--normalize", action="store_true", help="L2-normalise per Gaussian")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--engine", default="auto", choices=["auto", "torch", "gsplat"])
+    p.set_defaults(func=cmd_backproject)
+
+    p = sub.add_parser("features", help="build a feature field from feature models/label maps")
+    _add_engine_args(p)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("segment", help="segment by text or 3D points")
+    _add_engine_args(p)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--text", default="", help="comma list of positive prompts")
+    g.add_argument("--point", action="append", default=[], help="x,y,z (repeatable)")
+    p.add_argument("--negative", default="", help="comma list of negative prompts")
+    p.add_argument("--negative-point", action="append", default=[], help="x,y,z")
+    p.add_argument("--threshold", type=float, default=0.0)
+    p.add_argument("--out-ply", default="")
+    p.add_argument("--complement", action="store_true", help="write everything else instead")
+    p.add_argument("--indices-out", default="")
+    p.add_argument("--png", default="", help="overlay of the selection on a view")
+    p.add_argument("--view", default="0")
+    p.set_defaults(func=cmd_segment)
+
+    p = sub.add_parser("transfer", help="affordance transfer from annotated source images")
+    _add_engine_args(p)
+    p.add_argument("--images", nargs="+", required=True)
+    p.add_argument("--masks", nargs="+", required=True)
+    p.add_argument("--labels", required=True, help="comma list: mask value v -> labels[v-1]")
+    p.add_argument("--k", type=int, default=5)
+    p.add_argument("--source-cameras", default="", help="poses of the sources in this scene")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=cmd_transfer)
+
+    p = sub.add_parser("bench", help="measure per-view speed; write a markdown table")
+    p.add_argument("--out", default="")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--quick", action="store_true")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("eval", help="IoU of segmentation/transfer on the demo scene")
+    p.add_argument("--demo", required=True, help="folder written by gsbp demo-scene")
+    p.add_argument("--out", default="")
+    p.set_defaults(func=cmd_eval)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="gsbp: %(levelname)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except GsbpError as exc:
+        print(f"gsbp: error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"gsbp: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gsbp: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,575 @@
+"""GsbpEngine: the ROS-free service core that a node (or any other front end) drives.
+
+It owns the scene, the feature sources and the feature field, builds the field at start-up
+(or loads it from the cache), and answers queries. Every public method is thread-safe:
+queries take one lock, status reads take another, so a status poll never waits for a query.
+Bad input raises :class:`gsbp_ros.errors.GsbpError` subclasses with a one-line message.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from gsbp_ros.camera import Camera
+from gsbp_ros.errors import FeatureError, GsbpError, QueryError
+from gsbp_ros.field import FeatureField
+from gsbp_ros.results import Labelling, Selection
+from gsbp_ros.scene import SH_C0, GaussianScene
+
+log = logging.getLogger(__name__)
+
+
+class NotReadyError(GsbpError):
+    """The engine is still loading or back-projecting (or failed to start)."""
+
+
+@dataclass
+class EngineConfig:
+    """Everything the engine needs; the node fills it from its parameters."""
+
+    scene_path: str
+    cameras_path: str = ""
+    device: str = "auto"
+    feature_sources: list[str] = field(default_factory=lambda: ["dinov2", "clip", "labels"])
+    dinov2_model: str = "facebook/dinov2-small"
+    clip_model: str = "openai/clip-vit-base-patch16"
+    label_maps_dir: str = ""
+    label_names: list[str] = field(default_factory=list)
+    cache_dir: str = ""
+    max_views: int = 0
+    render_scale: float = 1.0
+    num_generated_views: int = 24
+    generated_view_size: int = 256
+    mode: str = "expected"
+    feature_input_size: int = 448
+    output_dir: str = "/tmp/gsbp"
+    canonical_negatives: bool = True
+    default_k: int = 5
+    engine: str = "auto"
+
+
+@dataclass
+class EngineStatus:
+    state: str = "idle"  # idle | loading | backprojecting | ready | failed
+    views_done: int = 0
+    views_total: int = 0
+    eta_s: float | None = None
+    message: str = "not started"
+    active_sources: list[str] = field(default_factory=list)
+    inactive_sources: dict[str, str] = field(default_factory=dict)
+    num_gaussians: int = 0
+    startup_s: float | None = None
+    cache_hit: bool = False
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise GsbpError("device 'cuda' was requested but CUDA is not available here")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise GsbpError(f"device must be auto, cpu or cuda, got {device!r}")
+    return torch.device(device)
+
+
+def select_views(cameras: Sequence[Camera], max_views: int) -> list[Camera]:
+    """At most ``max_views`` cameras spread evenly over the list (0 = all)."""
+    if max_views <= 0 or len(cameras) <= max_views:
+        return list(cameras)
+    idx = np.linspace(0, len(cameras) - 1, max_views).round().astype(int)
+    return [cameras[i] for i in sorted(set(idx.tolist()))]
+
+
+class GsbpEngine:
+    def __init__(self, config: EngineConfig, *, log: Callable[[str], None] = print) -> None:
+        self.config = config
+        self._log = log
+        self._status = EngineStatus()
+        self._status_lock = threading.Lock()
+        self._lock = threading.RLock()
+        self.scene: GaussianScene | None = None
+        self.cameras: list[Camera] = []
+        self.sources: dict[str, object] = {}
+        self.field: FeatureField | None = None
+        self.device = torch.device("cpu")
+        self.last_selection: Selection | None = None
+
+    # -- status -------------------------------------------------------------------------------
+    def status(self) -> EngineStatus:
+        with self._status_lock:
+            s = self._status
+            return EngineStatus(**{**s.__dict__, "inactive_sources": dict(s.inactive_sources)})
+
+    def _set(self, **kw: object) -> None:
+        with self._status_lock:
+            for k, v in kw.items():
+                setattr(self._status, k, v)
+
+    def check_ready(self) -> None:
+        s = self.status()
+        if s.state == "ready":
+            return
+        if s.state == "backprojecting":
+            raise NotReadyError(
+                f"not ready: back-projecting {s.views_done}/{s.views_total} views"
+                + (f" (ETA {s.eta_s:.0f} s)" if s.eta_s is not None else "")
+            )
+        if s.state == "failed":
+            raise NotReadyError(f"not ready: start-up failed: {s.message}")
+        raise NotReadyError(f"not ready: {s.message}")
+
+    # -- start-up -----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load everything and build the field. Blocking; failures end in state 'failed'."""
+        t0 = time.monotonic()
+        try:
+            self._start()
+        except GsbpError as exc:
+            self._set(state="failed", message=str(exc))
+            self._log(f"start-up failed: {exc}")
+            return
+        except Exception as exc:  # a node must survive anything start-up throws
+            log.exception("start-up failed")
+            self._set(state="failed", message=f"internal error: {type(exc).__name__}: {exc}")
+            self._log(f"start-up failed: {type(exc).__name__}: {exc}")
+            return
+        self._set(state="ready", message="ready", startup_s=time.monotonic() - t0, eta_s=0.0)
+        s = self.status()
+        self._log(
+            f"ready in {s.startup_s:.1f} s: {s.num_gaussians} Gaussians, sources "
+            f"{s.active_sources or 'none'}"
+            + (f", inactive {s.inactive_sources}" if s.inactive_sources else "")
+        )
+
+    def _start(self) -> None:
+        from gsbp_ros.backproject import backproject
+        from gsbp_ros.cameras import cameras_for_scene, load_cameras
+        from gsbp_ros.field import cache_key, load_or_build
+
+        cfg = self.config
+        self._set(state="loading", message=f"loading scene {cfg.scene_path}")
+        self.device = resolve_device(cfg.device)
+        self.scene = GaussianScene.load(cfg.scene_path)
+        self._set(num_gaussians=self.scene.num_gaussians)
+        if cfg.cameras_path:
+            cams = load_cameras(cfg.cameras_path)
+        else:
+            s = cfg.generated_view_size
+            cams = cameras_for_scene(
+                self.scene, num_views=cfg.num_generated_views, width=s, height=s
+            )
+        self.cameras = select_views(cams, cfg.max_views)
+        self._log(
+            f"scene: {self.scene.num_gaussians} Gaussians; {len(self.cameras)} views; "
+            f"device {self.device}"
+        )
+        self._load_sources()
+        if not self.sources:
+            self._set(active_sources=[], message="no feature source is active")
+            return
+        total = len(self.cameras)
+        self._set(state="backprojecting", views_total=total, views_done=0, message="")
+        last_log = [0.0]
+
+        def progress(done: int, total: int, eta: float | None) -> None:
+            self._set(views_done=done, views_total=total, eta_s=eta)
+            now = time.monotonic()
+            if now - last_log[0] > 2.0 or done == total:
+                last_log[0] = now
+                self._log(f"back-projecting: {done}/{total} views, ETA {eta or 0:.0f} s")
+
+        params = {
+            "mode": cfg.mode,
+            "render_scale": cfg.render_scale,
+            "feature_input_size": cfg.feature_input_size,
+        }
+        key = cache_key(
+            scene_path=cfg.scene_path, cameras=self.cameras, sources=self.sources, params=params
+        )
+
+        def build() -> FeatureField:
+            return backproject(
+                self.scene,
+                self.cameras,
+                self.sources,
+                mode=cfg.mode,
+                device=self.device,
+                engine=cfg.engine,
+                render_scale=cfg.render_scale,
+                progress=progress,
+            )
+
+        self.field, hit = load_or_build(
+            cfg.cache_dir or None,
+            key,
+            build,
+            expected_sources=list(self.sources),
+            num_gaussians=self.scene.num_gaussians,
+        )
+        self._set(cache_hit=hit, views_done=total)
+        if hit:
+            self._log(f"loaded feature field from cache ({cfg.cache_dir})")
+
+    def _load_sources(self) -> None:
+        from gsbp_ros.features import make_source
+
+        cfg = self.config
+        inactive: dict[str, str] = {}
+        for name in cfg.feature_sources:
+            try:
+                if name == "dinov2":
+                    src = make_source(
+                        "dinov2",
+                        model=cfg.dinov2_model,
+                        input_size=cfg.feature_input_size,
+                        device=self.device,
+                    )
+                elif name == "clip":
+                    src = make_source(
+                        "clip",
+                        model=cfg.clip_model,
+                        input_size=cfg.feature_input_size,
+                        device=self.device,
+                    )
+                elif name == "labels":
+                    if not cfg.label_maps_dir or not cfg.label_names:
+                        raise FeatureError("label_maps_dir and label_names are not set")
+                    src = make_source(
+                        "labels", folder=cfg.label_maps_dir, label_names=list(cfg.label_names)
+                    )
+                else:
+                    src = make_source(name)
+            except GsbpError as exc:
+                inactive[name] = str(exc)
+                self._log(f"feature source {name!r} inactive: {exc}")
+                continue
+            self.sources[name] = src
+        self._set(active_sources=list(self.sources), inactive_sources=inactive)
+        self._log(f"active feature sources: {list(self.sources) or 'none'}")
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _need(self, name: str, purpose: str) -> None:
+        if name in self.sources and self.field is not None and name in self.field.features:
+            return
+        reason = self.status().inactive_sources.get(name, "not in feature_sources")
+        raise QueryError(
+            f"{purpose} needs the {name!r} feature source, which is inactive: {reason}"
+        )
+
+    def scene_colors(self) -> np.ndarray:
+        """[N, 3] uint8 view-independent (DC) colours."""
+        self._require_scene()
+        rgb = (SH_C0 * self.scene.sh[:, 0, :] + 0.5).clamp(0.0, 1.0)
+        return (rgb * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+
+    def _require_scene(self) -> None:
+        if self.scene is None:
+            self.check_ready()
+            raise NotReadyError("not ready: no scene loaded")
+
+    def _summarize(self, sel: Selection) -> Selection:
+        from gsbp_ros.regions import summarize_region
+
+        if sel.indices.size == 0:
+            return sel
+        idx = torch.from_numpy(sel.indices)
+        centers = np.stack([c.center.numpy() for c in self.cameras]) if self.cameras else None
+        sel.summary = summarize_region(
+            self.scene.means[idx].cpu().numpy(),
+            scales=self.scene.scales()[idx].cpu().numpy(),
+            quats=self.scene.quats[idx].cpu().numpy(),
+            camera_centers=centers,
+        )
+        return sel
+
+    # -- queries ------------------------------------------------------------------------------
+    def segment_text(self, positive: list[str], negative: list[str], threshold: float) -> Selection:
+        """Gaussians whose best positive prompt beats every negative (paper Sec. 4.2)."""
+        from gsbp_ros.query import (
+            CANONICAL_NEGATIVES,
+            label_query_codes,
+            similarity_segment,
+            validate_prompts,
+        )
+
+        self.check_ready()
+        positive, negative = validate_prompts(positive, negative)
+        _check_threshold(threshold)
+        with self._lock:
+            t0 = time.monotonic()
+            labels = self.sources.get("labels")
+            names = list(getattr(labels, "label_names", []))
+            if labels is not None and _all_labels(positive, names):
+                if any(not _is_label(n, names) for n in negative):
+                    unknown = [n for n in negative if not _is_label(n, names)]
+                    raise QueryError(
+                        f"negative prompt(s) {unknown} name no label of the label-map source "
+                        f"(labels: {', '.join(names)})"
+                    )
+                pos_names = {_norm(p) for p in positive}
+                if not negative:
+                    negative = [n for n in names if _norm(n) not in pos_names]
+                feats = self.field.features["labels"].to(self.device)
+                seen = self.field.seen("labels").to(self.device)
+                pos_q = label_query_codes(names, positive).to(feats)
+                neg_q = (
+                    label_query_codes(names, negative).to(feats)
+                    if negative
+                    else feats.new_zeros(0, feats.shape[1])
+                )
+                source = "labels"
+            else:
+                if "clip" not in self.sources and labels is not None:
+                    unknown = [p for p in positive if not _is_label(p, names)]
+                    raise QueryError(
+                        f"prompt(s) {unknown} name no label ({', '.join(names)}) and text "
+                        f"segmentation by language needs the 'clip' source, which is inactive: "
+                        f"{self.status().inactive_sources.get('clip', 'not in feature_sources')}"
+                    )
+                self._need("clip", "text segmentation")
+                clip = self.sources["clip"]
+                if not negative and self.config.canonical_negatives:
+                    negative = list(CANONICAL_NEGATIVES)
+                feats = self.field.features["clip"].to(self.device)
+                seen = self.field.seen("clip").to(self.device)
+                pos_q = clip.encode_text(positive).to(feats)
+                neg_q = (
+                    clip.encode_text(negative).to(feats)
+                    if negative
+                    else feats.new_zeros(0, feats.shape[1])
+                )
+                source = "clip"
+            mask, scores = similarity_segment(feats, pos_q, neg_q, threshold=threshold, seen=seen)
+            sel = self._selection(" ".join(positive), mask, scores)
+            sel.info.update({"source": source, "negatives": ";".join(negative), "latency_s": 0.0})
+            sel.info["latency_s"] = time.monotonic() - t0
+            self.last_selection = sel
+            return sel
+
+    def segment_points(
+        self, positive: np.ndarray, negative: np.ndarray, threshold: float = 0.0
+    ) -> Selection:
+        """Gaussians that resemble the ones at the positive points more than the negative ones.
+
+        Args:
+            positive: [P, 3] world points (P >= 1). negative: [Q, 3].
+        """
+        from gsbp_ros.query import point_prompt_queries, similarity_segment
+
+        self.check_ready()
+        positive = _points(positive, "positive")
+        negative = _points(negative, "negative", allow_empty=True)
+        if positive.shape[0] == 0:
+            raise QueryError("segment_points needs at least one positive point")
+        _check_threshold(threshold)
+        with self._lock:
+            t0 = time.monotonic()
+            source = next((s for s in ("dinov2", "clip", "labels") if s in self.sources), None)
+            if source is None or self.field is None:
+                raise QueryError("point segmentation needs an active feature source; none is")
+            feats = self.field.features[source].to(self.device)
+            means = self.scene.means.to(self.device)
+            weights = self.field.weights[source].to(self.device)
+            pos_q = point_prompt_queries(
+                means, feats, torch.from_numpy(positive).to(means), weights=weights
+            )
+            neg_q = (
+                point_prompt_queries(
+                    means, feats, torch.from_numpy(negative).to(means), weights=weights
+                )
+                if negative.shape[0]
+                else feats.new_zeros(0, feats.shape[1])
+            )
+            mask, scores = similarity_segment(
+                feats, pos_q, neg_q, threshold=threshold, seen=weights > 0
+            )
+            sel = self._selection(f"points({positive.shape[0]})", mask, scores)
+            sel.info.update({"source": source, "latency_s": time.monotonic() - t0})
+            self.last_selection = sel
+            return sel
+
+    def transfer_affordance(
+        self,
+        images: list[np.ndarray],
+        masks: list[np.ndarray],
+        labels: list[str],
+        k: int,
+        cameras: list[Camera] | None = None,
+    ) -> Labelling:
+        """Per-Gaussian affordance labels from annotated source images.
+
+        Without ``cameras``: DINOv2 features of the sources, kNN against the field (paper
+        Sec. 3.3). With ``cameras`` (the sources are views of this scene): the masks are lifted
+        directly with the compositing weights; no feature model is needed.
+
+        Args:
+            images: HxWx3 uint8 RGB. masks: HxW int, v > 0 means labels[v-1].
+            labels: L names. k: neighbours for the kNN vote.
+        """
+        from gsbp_ros.query import knn_transfer, labels_to_selections
+
+        self.check_ready()
+        _check_sources(images, masks, labels, cameras)
+        if k <= 0:
+            raise QueryError(f"k must be at least 1, got {k}")
+        with self._lock:
+            t0 = time.monotonic()
+            if cameras is not None:
+                lab, conf = self._lift_masks(masks, len(labels), cameras)
+                mode = "lift"
+            else:
+                self._need("dinov2", "affordance transfer by kNN")
+                src_feats, src_labels = self._source_patches(images, masks)
+                target = self.field.features["dinov2"].to(self.device)
+                lab, conf = knn_transfer(
+                    target, src_feats.to(target), src_labels.to(target.device), k=k
+                )
+                unseen = ~self.field.seen("dinov2").to(lab.device)
+                lab[unseen] = -1
+                conf[unseen] = 0.0
+                mode = "knn"
+            lab_np = lab.cpu().numpy().astype(np.int64)
+            conf_np = conf.cpu().numpy().astype(np.float32)
+            regions = labels_to_selections(
+                lab_np, conf_np, list(labels), self.scene.means.cpu().numpy()
+            )
+            regions = [self._summarize(r) for r in regions]
+            for r in regions:
+                r.info.update({"mode": mode, "latency_s": time.monotonic() - t0})
+            return Labelling(list(labels), lab_np, conf_np, regions)
+
+    def _lift_masks(
+        self, masks: list[np.ndarray], num_labels: int, cameras: list[Camera]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        from gsbp_ros.query import lift_label_votes
+        from gsbp_ros.raster import compute_view_weights
+
+        n = self.scene.num_gaussians
+        votes = torch.zeros(n, num_labels, dtype=torch.float64, device=self.device)
+        total = torch.zeros(n, dtype=torch.float64, device=self.device)
+        scene = self.scene.to(self.device)
+        for mask, cam in zip(masks, cameras):
+            w = compute_view_weights(scene, cam.to_device(self.device), engine=self.config.engine)
+            m = torch.from_numpy(mask.astype(np.int64)).to(self.device)
+            onehot = torch.nn.functional.one_hot(m, num_labels + 1)[..., 1:].to(torch.float32)
+            votes += w.backproject(onehot).to(torch.float64)
+            total += w.weight_sum().to(torch.float64)
+        return lift_label_votes(votes, total)
+
+    def _source_patches(
+        self, images: list[np.ndarray], masks: list[np.ndarray]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """[M, C] DINOv2 patch features of the sources and their [M] labels (-1 background)."""
+        extractor = self.sources["dinov2"].extractor
+        feats, labs = [], []
+        for img, mask in zip(images, masks):
+            x = torch.from_numpy(img.astype(np.float32) / 255.0)[None].to(self.device)
+            f = extractor.extract(x)[0]  # [h, w, C], same preprocessing as the scene renders
+            h, w = f.shape[:2]
+            m = torch.from_numpy(mask.astype(np.int64))[None, None].float()
+            m = torch.nn.functional.interpolate(m, size=(h, w), mode="nearest")[0, 0].long()
+            feats.append(f.reshape(-1, f.shape[-1]))
+            labs.append((m - 1).reshape(-1))
+        return torch.cat(feats), torch.cat(labs)
+
+    def _selection(self, name: str, mask: torch.Tensor, scores: torch.Tensor) -> Selection:
+        idx = mask.nonzero().flatten().cpu().numpy().astype(np.int64)
+        sel = Selection(name=name, indices=idx, scores=scores.cpu().numpy()[idx].astype(np.float32))
+        return self._summarize(sel)
+
+    def save_region(
+        self, path: str, *, selection: Selection | None = None, complement: bool = False
+    ) -> tuple[str, int]:
+        """Write the (last) selection, or its complement, as an Inria .ply below output_dir."""
+        from gsbp_ros.export import check_output_path, export_selection
+
+        self.check_ready()
+        sel = selection if selection is not None else self.last_selection
+        if sel is None:
+            raise QueryError("no selection to save: run a segmentation first or pass indices")
+        if sel.indices.size and (
+            sel.indices.min() < 0 or sel.indices.max() >= self.scene.num_gaussians
+        ):
+            raise QueryError(
+                f"indices must lie in [0, {self.scene.num_gaussians}), got "
+                f"[{sel.indices.min()}, {sel.indices.max()}]"
+            )
+        target = check_output_path(path, self.config.output_dir)
+        with self._lock:
+            written, count = export_selection(
+                self.scene, torch.from_numpy(sel.indices), target, complement=complement
+            )
+        return str(written), int(count)
+
+
+def _norm(name: str) -> str:
+    return name.strip().lower().replace("_", " ")
+
+
+def _is_label(name: str, names: Sequence[str]) -> bool:
+    return _norm(name) in {_norm(n) for n in names}
+
+
+def _all_labels(prompts: Sequence[str], names: Sequence[str]) -> bool:
+    return bool(names) and all(_is_label(p, names) for p in prompts)
+
+
+def _check_threshold(threshold: float) -> None:
+    if not np.isfinite(threshold) or not -1.0 <= threshold <= 1.0:
+        raise QueryError(f"threshold must be a cosine similarity in [-1, 1], got {threshold}")
+
+
+def _points(points: np.ndarray, what: str, *, allow_empty: bool = False) -> np.ndarray:
+    arr = (
+        np.asarray(points, dtype=np.float64).reshape(-1, 3) if np.size(points) else np.zeros((0, 3))
+    )
+    if not np.isfinite(arr).all():
+        raise QueryError(f"{what} points contain NaN or Inf")
+    return arr
+
+
+def _check_sources(
+    images: list[np.ndarray],
+    masks: list[np.ndarray],
+    labels: list[str],
+    cameras: list[Camera] | None,
+) -> None:
+    if not masks:
+        raise QueryError("no source masks given")
+    if not labels or any(not str(n).strip() for n in labels):
+        raise QueryError("labels must be a non-empty list of non-empty names")
+    if cameras is None and len(images) != len(masks):
+        raise QueryError(f"got {len(images)} source images but {len(masks)} masks")
+    if cameras is not None and len(cameras) != len(masks):
+        raise QueryError(f"got {len(cameras)} camera poses but {len(masks)} masks")
+    for i, mask in enumerate(masks):
+        if mask.ndim != 2:
+            raise QueryError(f"mask {i} must be a 2D label image, got shape {list(mask.shape)}")
+        if i < len(images) and images[i].shape[:2] != mask.shape:
+            raise QueryError(
+                f"mask {i} is {mask.shape[1]}x{mask.shape[0]} but its image is "
+                f"{images[i].shape[1]}x{images[i].shape[0]}"
+            )
+        if cameras is not None and (cameras[i].height, cameras[i].width) != mask.shape:
+            raise QueryError(
+                f"mask {i} is {mask.shape[1]}x{mask.shape[0]} but its camera is "
+                f"{cameras[i].width}x{cameras[i].height}"
+            )
+        top = int(mask.max()) if mask.size else 0
+        if top > len(labels) or (mask.size and int(mask.min()) < 0):
+            raise QueryError(
+                f"mask {i} has label value {top} but only {len(labels)} labels were given "
+                f"(0 = background, v > 0 = labels[v-1])"
+            )
+        if top == 0:
+            log.warning("mask %d labels no pixel", i)
+
+
+__all__ = ["EngineConfig", "EngineStatus", "GsbpEngine", "NotReadyError"]

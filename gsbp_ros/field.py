@@ -1,0 +1,203 @@
+"""FeatureField: per-Gaussian features of one or more sources, stored as safetensors.
+
+File layout (safetensors, never pickle):
+    features / weight                   the source named "default" (the CLI contract)
+    features.<name> / weight.<name>     every other source
+    metadata["gsbp"]                    JSON: per-source metadata and the cache key
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from gsbp_ros.camera import Camera
+from gsbp_ros.errors import FeatureError
+from gsbp_ros.fileio import atomic_write, sha256_file
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = "1"
+DEFAULT = "default"
+
+
+@dataclass
+class FeatureField:
+    """Per-Gaussian features.
+
+    Attributes:
+        features: source name -> [N, C] float32.
+        weights: source name -> [N] float32 Σ w (0 = never seen by that source).
+        meta: JSON-serialisable metadata (per-source model ids, parameters, cache key).
+    """
+
+    features: dict[str, Tensor]
+    weights: dict[str, Tensor]
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if set(self.features) != set(self.weights):
+            raise FeatureError("feature field: features and weights name different sources")
+        sizes = {t.shape[0] for t in self.features.values()} | {
+            t.shape[0] for t in self.weights.values()
+        }
+        if len(sizes) > 1:
+            raise FeatureError(f"feature field: sources disagree on the Gaussian count {sizes}")
+        for name, t in self.features.items():
+            if t.ndim != 2 or self.weights[name].ndim != 1:
+                raise FeatureError(f"feature field: source {name!r} must be [N, C] with [N] weight")
+
+    @property
+    def num_gaussians(self) -> int:
+        return next(iter(self.features.values())).shape[0]
+
+    @property
+    def sources(self) -> list[str]:
+        return list(self.features)
+
+    def seen(self, name: str) -> Tensor:
+        """[N] bool: Gaussians that the source's views saw at all."""
+        return self.weights[name] > 0
+
+    # -- storage ------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write atomically as safetensors."""
+        from safetensors.torch import save
+
+        tensors: dict[str, Tensor] = {}
+        for name in self.features:
+            suffix = "" if name == DEFAULT else f".{name}"
+            tensors[f"features{suffix}"] = self.features[name].contiguous().to(torch.float32)
+            tensors[f"weight{suffix}"] = self.weights[name].contiguous().to(torch.float32)
+        meta = {"gsbp": json.dumps({"version": FORMAT_VERSION, **self.meta}, sort_keys=True)}
+        data = save(tensors, metadata=meta)
+        with atomic_write(path) as f:
+            f.write(data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> FeatureField:
+        """Read a field written by :meth:`save`; FeatureError on anything malformed."""
+        from safetensors import SafetensorError, safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise FeatureError(f"feature field {path} does not exist")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                header = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+        except (SafetensorError, ValueError, OSError, RuntimeError) as exc:
+            raise FeatureError(
+                f"feature field {path} is not a valid safetensors file: {exc}"
+            ) from exc
+        try:
+            meta = json.loads(header.get("gsbp", "{}"))
+        except json.JSONDecodeError as exc:
+            raise FeatureError(f"feature field {path} has corrupt metadata: {exc}") from exc
+        features: dict[str, Tensor] = {}
+        weights: dict[str, Tensor] = {}
+        for key, t in tensors.items():
+            kind, _, name = key.partition(".")
+            name = name or DEFAULT
+            if kind == "features":
+                features[name] = t
+            elif kind == "weight":
+                weights[name] = t
+        if not features:
+            raise FeatureError(f"feature field {path} holds no 'features' tensor")
+        for name, t in features.items():
+            if not torch.isfinite(t).all() or not torch.isfinite(weights.get(name, t)).all():
+                raise FeatureError(f"feature field {path}: source {name!r} has NaN or Inf")
+        meta.pop("version", None)
+        return cls(features=features, weights=weights, meta=meta)
+
+
+def cameras_digest(cameras: Sequence[Camera]) -> str:
+    """Hash of the cameras' names, sizes, intrinsics and poses (not of the file they came from)."""
+    h = hashlib.sha256()
+    for cam in cameras:
+        h.update(f"{cam.name}|{cam.width}|{cam.height}|".encode())
+        h.update(cam.K.detach().cpu().to(torch.float64).numpy().tobytes())
+        h.update(cam.world_to_cam.detach().cpu().to(torch.float64).numpy().tobytes())
+    return h.hexdigest()
+
+
+def cache_key(
+    *,
+    scene_path: str | Path,
+    cameras: Sequence[Camera],
+    sources: Mapping[str, object],
+    params: Mapping[str, object],
+) -> str:
+    """Key that changes whenever anything that shapes the field changes.
+
+    The scene file's bytes, the cameras, each source's model id and revision or weight hash
+    (``source.cache_key()``) and the back-projection parameters.
+    """
+    doc = {
+        "format": FORMAT_VERSION,
+        "scene": sha256_file(scene_path),
+        "cameras": cameras_digest(cameras),
+        "sources": {
+            name: (s.cache_key() if hasattr(s, "cache_key") else {}) for name, s in sources.items()
+        },
+        "params": {k: str(v) for k, v in params.items()},
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def load_or_build(
+    cache_dir: str | Path | None,
+    key: str,
+    build: Callable[[], FeatureField],
+    *,
+    expected_sources: Sequence[str] | None = None,
+    num_gaussians: int | None = None,
+) -> tuple[FeatureField, bool]:
+    """Return the cached field for ``key`` or build, cache and return it.
+
+    A cache file that cannot be read, has another key, or does not match the scene is
+    rebuilt (and overwritten), never trusted. Returns (field, cache_hit).
+    """
+    if not cache_dir:
+        return build(), False
+    path = Path(cache_dir) / f"field-{key[:24]}.safetensors"
+    if path.exists():
+        try:
+            cached = FeatureField.load(path)
+            problem = _cache_problem(cached, key, expected_sources, num_gaussians)
+        except FeatureError as exc:
+            problem = str(exc)
+        if problem is None:
+            log.info("feature cache hit: %s", path)
+            return cached, True
+        log.warning("ignoring feature cache %s (%s); rebuilding", path, problem)
+    result = build()
+    result.meta["cache_key"] = key
+    try:
+        result.save(path)
+    except OSError as exc:
+        log.warning("could not write feature cache %s: %s", path, exc)
+    return result, False
+
+
+def _cache_problem(
+    cached: FeatureField,
+    key: str,
+    expected_sources: Sequence[str] | None,
+    num_gaussians: int | None,
+) -> str | None:
+    if cached.meta.get("cache_key") != key:
+        return "its key does not match"
+    if expected_sources is not None and set(cached.sources) != set(expected_sources):
+        return f"it holds sources {cached.sources}, expected {list(expected_sources)}"
+    if num_gaussians is not None and cached.num_gaussians != num_gaussians:
+        return f"it has {cached.num_gaussians} Gaussians, the scene has {num_gaussians}"
+    return None
