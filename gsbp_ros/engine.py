@@ -522,8 +522,8 @@ def _all_labels(prompts: Sequence[str], names: Sequence[str]) -> bool:
 
 
 def _check_threshold(threshold: float) -> None:
-    if not np.isfinite(threshold) or not -1.0 <= threshold <= 1.0:
-        raise QueryError(f"threshold must be a cosine similarity in [-1, 1], got {threshold}")
+    if not np.isfinite(threshold) or not 0.0 <= threshold <= 1.0:
+        raise QueryError(f"threshold must lie in [0, 1] (0 = none), got {threshold}")
 
 
 def _points(points: np.ndarray, what: str, *, allow_empty: bool = False) -> np.ndarray:
