@@ -1,0 +1,177 @@
+"""DINOv2 patch features (transformers' Dinov2Model / Dinov2WithRegistersModel).
+
+Weights are never downloaded implicitly into a random fallback: a model that cannot be
+loaded raises a FeatureError that says how to fetch it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from gsbp_ros.camera import Camera
+from gsbp_ros.errors import FeatureError
+from gsbp_ros.features.base import (
+    FeatureSource,
+    as_dtype,
+    check_images,
+    check_rgb,
+    load_pretrained,
+    norm_stats,
+    patch_grid,
+    resize_normalize,
+    resolve_model,
+    to_device,
+    weights_fingerprint,
+)
+
+DEFAULT_MODEL = "facebook/dinov2-small"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Dinov2Extractor:
+    """Dense DINOv2 features: one L2-normalised vector per patch.
+
+    Args:
+        model: hub id (``facebook/dinov2-small``, ``facebook/dinov2-with-registers-base``,
+            ...) or a local folder saved with ``save_pretrained`` / ``hf download``.
+            HF_HUB_OFFLINE=1 restricts hub ids to the local cache.
+        input_size: long side of the model input in pixels, rounded to a multiple of the
+            patch size (448 -> 32 tokens for patch 14); the short side keeps the aspect.
+        device: where the model runs.
+        dtype: model and input precision (``torch.float16`` halves memory on GPUs);
+            features are returned as float32 either way.
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        input_size: int = 448,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | str = torch.float32,
+    ) -> None:
+        # Cheap checks first: a bad option must not wait for a model to load.
+        self.device = torch.device(device)
+        self.dtype = as_dtype(dtype)
+        if int(input_size) < 1:
+            raise FeatureError(
+                f"DINOv2 input_size must be a positive pixel count, got {input_size}"
+            )
+        self.ref = resolve_model(
+            model, what="DINOv2", default_id=DEFAULT_MODEL, setting="dinov2_model"
+        )
+        from transformers import AutoModel
+
+        net = load_pretrained(
+            self.ref,
+            AutoModel,
+            what="DINOv2",
+            default_id=DEFAULT_MODEL,
+            setting="dinov2_model",
+            model_types=("dinov2", "dinov2_with_registers"),
+        )
+        cfg = net.config
+        patch = cfg.patch_size
+        self.patch_size: int = int(patch if isinstance(patch, int) else patch[0])
+        if int(input_size) < self.patch_size:
+            raise FeatureError(
+                f"DINOv2 input_size {input_size} is smaller than one patch ({self.patch_size} px)"
+            )
+        self.input_size = int(input_size)
+        self.num_register_tokens: int = int(getattr(cfg, "num_register_tokens", 0) or 0)
+        self.dim: int = int(cfg.hidden_size)
+        self.mean, self.std = norm_stats(self.ref, (IMAGENET_MEAN, IMAGENET_STD))
+        self.model = to_device(net, self.device, self.dtype, what="DINOv2")
+        self._fingerprint: dict[str, str] | None = None
+
+    def grid_size(self, height: int, width: int) -> tuple[int, int]:
+        """Token grid (h, w) for an image of ``height`` x ``width`` pixels."""
+        return patch_grid(height, width, input_size=self.input_size, patch_size=self.patch_size)
+
+    def preprocess(self, images: Tensor) -> Tensor:
+        """The one preprocessing used for scene renders and source photos alike.
+
+        Args:
+            images: [B, H, W, 3] float in 0..1 (any device).
+
+        Returns:
+            [B, 3, h*p, w*p] normalised pixels on the model's device and dtype, where
+            (h, w) = :meth:`grid_size` (H, W) and p the patch size.
+        """
+        images = check_images(images)
+        h, w = self.grid_size(images.shape[1], images.shape[2])
+        x = images.to(device=self.device, dtype=torch.float32)
+        size = (h * self.patch_size, w * self.patch_size)
+        return resize_normalize(x, size, self.mean, self.std).to(self.dtype)
+
+    @torch.no_grad()  # not inference_mode: callers may use the maps in autograd graphs
+    def extract(self, images: Tensor) -> Tensor:
+        """Patch features of a batch of images.
+
+        Args:
+            images: [B, H, W, 3] float in 0..1.
+
+        Returns:
+            [B, h, w, C] float32, unit L2 norm per token, on the model's device: the last
+            hidden state after the final layernorm without the CLS (and register) tokens.
+        """
+        pixels = self.preprocess(images)
+        b, _, ph, pw = pixels.shape
+        h, w = ph // self.patch_size, pw // self.patch_size
+        hidden = self.model(pixel_values=pixels).last_hidden_state  # [B, 1+R+h*w, C]
+        tokens = hidden[:, 1 + self.num_register_tokens :]
+        if tokens.shape[1] != h * w:
+            raise FeatureError(
+                f"DINOv2 model {self.ref.spec!r} returned {tokens.shape[1]} patch tokens for a "
+                f"{h}x{w} grid; is num_register_tokens set correctly in its config?"
+            )
+        tokens = tokens.float().reshape(b, h, w, -1)
+        return F.normalize(tokens, dim=-1)
+
+    def cache_key(self) -> dict[str, str]:
+        if self._fingerprint is None:  # hashing a local checkpoint reads it once
+            self._fingerprint = weights_fingerprint(self.ref)
+        return {
+            "model": self.ref.spec,
+            **self._fingerprint,
+            "input_size": str(self.input_size),
+            "mean": ",".join(f"{v:g}" for v in self.mean),
+            "std": ",".join(f"{v:g}" for v in self.std),
+            "dtype": str(self.dtype).removeprefix("torch."),
+        }
+
+
+class Dinov2Source(FeatureSource):
+    """DINOv2 features of each view's RGB render ([h, w, C] at patch resolution).
+
+    ``extractor`` is public so that affordance sources (photos) go through the same model
+    and preprocessing: ``source.extractor.extract(images)``.
+    """
+
+    name = "dinov2"
+    needs_rgb = True
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        input_size: int = 448,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | str = torch.float32,
+        extractor: Dinov2Extractor | None = None,
+    ) -> None:
+        self.extractor = extractor or Dinov2Extractor(
+            model, input_size=input_size, device=device, dtype=dtype
+        )
+        self.dim = self.extractor.dim
+
+    def cache_key(self) -> dict[str, str]:
+        return {"source": self.name, **self.extractor.cache_key()}
+
+    def view_features(self, camera: Camera, rgb: Tensor | None) -> Tensor:
+        """[h, w, C] float32 features of ``rgb`` [H, W, 3] (0..1), on the model's device."""
+        rgb = check_rgb(rgb, self.name)
+        return self.extractor.extract(rgb[None])[0]

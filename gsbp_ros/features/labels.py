@@ -1,0 +1,221 @@
+"""Label maps as features: per-view integer masks encoded as one-hot or contrastive codes.
+
+A folder holds one ``<camera stem>.png`` (8-bit L/P, 16-bit I;16 or 32-bit I) or
+``<camera stem>.npy`` (integer [H, W]) per view. Pixel value v > 0 is
+``label_names[v - 1]``; 0 is unlabelled and becomes the zero vector, so it adds weight but
+no evidence. Back-projecting the codes (expected mode) gives each Gaussian the weighted share
+of every label; :meth:`LabelMapSource.decode` turns that into a label and a confidence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gsbp_ros.camera import Camera
+from gsbp_ros.errors import FeatureError, QueryError
+from gsbp_ros.features.base import FeatureSource
+from gsbp_ros.features.encoding import train_identity_codes
+from gsbp_ros.fileio import sha256_file
+
+ENCODINGS = ("onehot", "contrastive")
+_PIL_MODES = ("L", "P", "1", "I", "I;16", "I;16B", "I;16L", "I;16N")
+
+
+def read_label_map(path: str | Path) -> np.ndarray:
+    """Read an integer label map: [H, W] int64 (values not range-checked here)."""
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise FeatureError(f"cannot read label map {path}: {exc}") from exc
+        if arr.ndim == 3 and arr.shape[-1] == 1:
+            arr = arr[..., 0]
+        if arr.dtype.kind not in "iub":
+            raise FeatureError(
+                f"label map {path} holds {arr.dtype} values; label maps must be integers"
+            )
+    else:
+        from PIL import Image
+
+        try:
+            with Image.open(path) as img:
+                if img.mode not in _PIL_MODES:
+                    raise FeatureError(
+                        f"label map {path} is a {img.mode} image; write label ids as a "
+                        "single-channel 8-bit or 16-bit PNG (colour-coded masks are not read)"
+                    )
+                arr = np.asarray(img)
+        except OSError as exc:
+            raise FeatureError(f"cannot read label map {path}: {exc}") from exc
+    if arr.ndim != 2:
+        raise FeatureError(f"label map {path} has shape {list(arr.shape)}; expected [H, W]")
+    return arr.astype(np.int64)
+
+
+def resize_nearest(labels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resize of [h, w] integers to [height, width], pixel-centre aligned.
+
+    Output pixel i reads input pixel floor((i + 0.5) * h / height), the same mapping as
+    ``interpolate(mode="nearest-exact")``, so labels are never blended.
+    """
+    h, w = labels.shape
+    rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.int64), w - 1)
+    return labels[rows[:, None], cols[None, :]]
+
+
+class LabelMapSource(FeatureSource):
+    """Per-view label maps as [H, W, D] codes at the camera's size.
+
+    Args:
+        folder: holds ``<camera stem>.png`` or ``<camera stem>.npy`` per view.
+        label_names: L names; pixel value v > 0 means ``label_names[v - 1]``.
+        encoding: ``"onehot"`` (D = L, orthogonal: the paper's identity encoding) or
+            ``"contrastive"`` (D < L learned codes, see :mod:`gsbp_ros.features.encoding`).
+        dim: D for contrastive codes (default min(L, 16)); must be None or L for one-hot.
+        seed, steps: contrastive code training (deterministic for a seed).
+    """
+
+    name = "labels"
+    needs_rgb = False
+
+    def __init__(
+        self,
+        folder: str | Path,
+        label_names: Sequence[str],
+        *,
+        encoding: str = "onehot",
+        dim: int | None = None,
+        seed: int = 0,
+        steps: int = 300,
+    ) -> None:
+        self.folder = Path(folder).expanduser()
+        if not self.folder.is_dir():
+            raise FeatureError(f"label map folder {self.folder} does not exist")
+        if isinstance(label_names, str) or not label_names:
+            raise FeatureError(
+                "label_names must be a non-empty list of names, e.g. ['mug', 'table']"
+            )
+        names = [str(n).strip() for n in label_names]
+        lowered = [n.lower() for n in names]
+        dupes = sorted({n for n in lowered if lowered.count(n) > 1})
+        if "" in lowered or dupes:
+            raise FeatureError(f"label names must be non-empty and distinct, got {names}")
+        self.label_names: list[str] = names
+        num = len(names)
+        if encoding not in ENCODINGS:
+            raise FeatureError(f"unknown label encoding {encoding!r}; use one of {ENCODINGS}")
+        self.encoding = encoding
+        self.seed, self.steps = int(seed), int(steps)
+        if encoding == "onehot":
+            if dim not in (None, num):
+                raise FeatureError(f"one-hot codes for {num} labels have dim {num}, not {dim}")
+            self.codes = torch.eye(num)
+            self.decoder = None
+        else:
+            dim = min(num, 16) if dim is None else int(dim)
+            self.codes, self.decoder = train_identity_codes(
+                num, dim, steps=self.steps, seed=self.seed
+            )
+        self.dim = int(self.codes.shape[1])
+        # Row 0 is "unlabelled": the zero vector.
+        self._table = torch.cat([torch.zeros(1, self.dim), self.codes])
+        self._maps_hash: str | None = None
+
+    def map_path(self, camera: Camera) -> Path | None:
+        """The label map file of a view, or None when the folder has none."""
+        found = [
+            p
+            for p in (self.folder / f"{camera.stem}.png", self.folder / f"{camera.stem}.npy")
+            if p.is_file()
+        ]
+        if len(found) > 1:
+            raise FeatureError(
+                f"both {found[0].name} and {found[1].name} exist in {self.folder}; keep one"
+            )
+        return found[0] if found else None
+
+    def read_labels(self, camera: Camera) -> Tensor | None:
+        """[H, W] int64 label ids (0 = unlabelled) at the camera's size, or None."""
+        path = self.map_path(camera)
+        if path is None:
+            return None
+        labels = read_label_map(path)
+        if labels.size:
+            lo, hi = int(labels.min()), int(labels.max())
+            if lo < 0 or hi > len(self.label_names):
+                bad = lo if lo < 0 else hi
+                raise FeatureError(
+                    f"label map {path} holds value {bad}, but only 0 (unlabelled) and "
+                    f"1..{len(self.label_names)} ({len(self.label_names)} label names) are valid"
+                )
+        if labels.shape != (camera.height, camera.width):
+            # Resize ids, never codes: a blended id or code would mean a different label.
+            labels = resize_nearest(labels, camera.height, camera.width)
+        return torch.from_numpy(labels)
+
+    def view_features(self, camera: Camera, rgb: Tensor | None = None) -> Tensor | None:
+        """[H, W, D] float32 codes at the camera's size (0 = unlabelled), or None if no map."""
+        labels = self.read_labels(camera)
+        return None if labels is None else self._table[labels]
+
+    def decode(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        """Labels and confidences from back-projected codes.
+
+        Args:
+            features: [N, D] (expected or accumulated mode).
+
+        Returns:
+            labels: [N] int64 in -1..L-1 (-1: no label evidence, e.g. never seen labelled).
+            confidence: [N] float32 in 0..1: one-hot, the label's share of the labelled
+                weight; contrastive, the decoder's softmax probability. 0 where label is -1.
+        """
+        f = features.detach().float().cpu()
+        if f.ndim != 2 or f.shape[1] != self.dim:
+            raise FeatureError(f"label features must be [N, {self.dim}], got {list(f.shape)}")
+        if self.decoder is None:
+            f = f.clamp_min(0)
+            total = f.sum(dim=1)
+            best, labels = f.max(dim=1)
+            conf = best / total.clamp_min(1e-30)
+            seen = total > 0
+        else:
+            norm = f.norm(dim=1)
+            probs = torch.softmax(self.decoder(f / norm.clamp_min(1e-30)[:, None]), dim=1)
+            conf, labels = probs.max(dim=1)
+            seen = norm > 0
+        labels = torch.where(seen, labels, torch.full_like(labels, -1))
+        return labels, torch.where(seen, conf, torch.zeros_like(conf))
+
+    def text_query(self, name: str) -> Tensor:
+        """The code [D] of a label, matched by exact name (case-insensitive)."""
+        key = str(name).strip().lower()
+        for i, n in enumerate(self.label_names):
+            if n.lower() == key:
+                return self.codes[i].clone()
+        raise QueryError(f"unknown label {name!r}; known labels: {', '.join(self.label_names)}")
+
+    def cache_key(self) -> dict[str, str]:
+        if self._maps_hash is None:  # label maps are small; hash their content once
+            h = hashlib.sha256()
+            for p in sorted(self.folder.glob("*")):
+                if p.suffix.lower() in (".png", ".npy") and p.is_file():
+                    h.update(p.name.encode() + b"\0" + sha256_file(p).encode() + b"\n")
+            self._maps_hash = h.hexdigest()
+        key = {
+            "source": self.name,
+            "maps_sha256": self._maps_hash,
+            "labels": hashlib.sha256("\n".join(self.label_names).encode()).hexdigest(),
+            "encoding": self.encoding,
+            "dim": str(self.dim),
+        }
+        if self.encoding == "contrastive":
+            key.update(seed=str(self.seed), steps=str(self.steps))
+        return key
