@@ -1,0 +1,582 @@
+"""Tests for gsbp_ros.raster: projection, SH, the sparse torch engine, the gsplat engine.
+
+Oracles: gsplat's own PyTorch projection/SH code (runs on CPU), a brute-force per-pixel
+compositor (``raster/reference.py``) and ``torch.nn.functional.interpolate`` for the
+bilinear resizing. CUDA-only tests skip without a GPU and gsplat's kernels.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gsbp_ros.camera import Camera
+from gsbp_ros.errors import FeatureError
+from gsbp_ros.raster import (
+    EngineUnavailableError,
+    SparseViewWeights,
+    compute_view_weights,
+    eval_sh,
+    project_gaussians,
+    render_rgb,
+    sh_colors,
+)
+from gsbp_ros.raster.gsplat_engine import gsplat_available
+from gsbp_ros.raster.projection import MAX_ALPHA
+from gsbp_ros.raster.reference import reference_weights
+from gsbp_ros.raster.render import gaussian_colors
+from gsbp_ros.raster.torch_engine import bilinear_matrix, compute_sparse_weights
+from gsbp_ros.scene import GaussianScene
+
+gsplat_torch = pytest.importorskip("gsplat.cuda._torch_impl")
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+needs_gsplat_cuda = pytest.mark.skipif(
+    not gsplat_available(), reason="needs CUDA and gsplat's CUDA kernels"
+)
+
+
+# -- scenes and cameras ---------------------------------------------------------------------
+def rotation(yaw: float, pitch: float, roll: float) -> torch.Tensor:
+    cy, sy = math.cos(yaw), math.sin(yaw)
+    cp, sp = math.cos(pitch), math.sin(pitch)
+    cr, sr = math.cos(roll), math.sin(roll)
+    rz = torch.tensor([[cr, -sr, 0.0], [sr, cr, 0.0], [0.0, 0.0, 1.0]])
+    ry = torch.tensor([[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]])
+    rx = torch.tensor([[1.0, 0.0, 0.0], [0.0, cp, -sp], [0.0, sp, cp]])
+    return rz @ ry @ rx
+
+
+def make_camera(width: int, height: int, *, seed: int = 0) -> Camera:
+    """Non-square pixels, off-centre principal point, rotated and translated pose."""
+    g = torch.Generator().manual_seed(seed)
+    angles = (torch.rand(3, generator=g) - 0.5) * 0.6
+    R = rotation(*angles.tolist())
+    t = (torch.rand(3, generator=g) - 0.5) * 0.4
+    w2c = torch.eye(4)
+    w2c[:3, :3] = R
+    w2c[:3, 3] = t
+    K = torch.tensor(
+        [[0.9 * width, 0.0, 0.43 * width], [0.0, 0.8 * width, 0.58 * height], [0.0, 0.0, 1.0]]
+    )
+    return Camera(f"cam{seed}.png", K, w2c, width, height)
+
+
+def scene_in_camera(camera: Camera, means_cam: torch.Tensor, **fields) -> GaussianScene:
+    """A scene whose means are given in ``camera``'s frame."""
+    c2w = camera.cam_to_world
+    means = means_cam @ c2w[:3, :3].T + c2w[:3, 3]
+    return GaussianScene(means=means, **fields)
+
+
+def random_scene(camera: Camera, n: int, *, seed: int, sh_degree: int = 1) -> GaussianScene:
+    """Overlapping Gaussians in front of the camera, a few behind it, a few off screen."""
+    g = torch.Generator().manual_seed(seed)
+    means = torch.randn(n, 3, generator=g) * torch.tensor([0.6, 0.5, 0.5])
+    means[:, 2] += 2.5
+    means[:4, 2] = -means[:4, 2]  # behind the camera
+    means[4:6, 0] += 6.0  # far off screen to the right
+    # about 2 pixels across at the typical depth, whatever the resolution
+    log_scales = torch.randn(n, 3, generator=g) * 0.4 + math.log(2.0 * 2.5 / float(camera.K[0, 0]))
+    log_scales[6:12, 0] += 1.5  # elongated
+    logits = torch.randn(n, generator=g) * 1.5 + 1.5
+    # opacity 0.999994, centred on pixel centres: alpha there is clamped to 0.999
+    logits[12:18] = 12.0
+    fx, fy, cx, cy = (float(camera.K[i, j]) for i, j in ((0, 0), (1, 1), (0, 2), (1, 2)))
+    u = torch.randint(2, camera.width - 2, (6,), generator=g) + 0.5
+    v = torch.randint(2, camera.height - 2, (6,), generator=g) + 0.5
+    means[12:18, 0] = (u - cx) * means[12:18, 2] / fx
+    means[12:18, 1] = (v - cy) * means[12:18, 2] / fy
+    return scene_in_camera(
+        camera,
+        means,
+        quats=torch.randn(n, 4, generator=g),
+        log_scales=log_scales,
+        logit_opacities=logits,
+        sh=torch.randn(n, (sh_degree + 1) ** 2, 3, generator=g) * 0.4,
+    )
+
+
+def axis_stack(
+    depths: list[float], *, scale: float, logit: float, width: int = 24, height: int = 18
+) -> tuple[GaussianScene, Camera]:
+    """Isotropic Gaussians on the optical axis; the axis hits the centre of pixel (12, 8)."""
+    K = torch.tensor([[20.0, 0.0, 12.5], [0.0, 20.0, 8.5], [0.0, 0.0, 1.0]])
+    camera = Camera("axis.png", K, torch.eye(4), width, height)
+    n = len(depths)
+    means = torch.zeros(n, 3)
+    means[:, 2] = torch.tensor(depths)
+    scene = GaussianScene(
+        means=means,
+        quats=torch.tensor([[1.0, 0.0, 0.0, 0.0]]).repeat(n, 1),
+        log_scales=torch.full((n, 3), math.log(scale)),
+        logit_opacities=torch.full((n,), logit),
+        sh=torch.zeros(n, 1, 3),
+    )
+    return scene, camera
+
+
+CASES = {
+    # name: (width, height, n, seed, rasterize_mode)
+    "40x32-classic": (40, 32, 160, 1, "classic"),
+    "24x18-antialiased": (24, 18, 60, 2, "antialiased"),
+    "33x27-classic": (33, 27, 200, 3, "classic"),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def case(request):
+    """(scene, camera, mode, torch-engine weights, dense reference [H*W, N])."""
+    width, height, n, seed, mode = CASES[request.param]
+    camera = make_camera(width, height, seed=seed)
+    scene = random_scene(camera, n, seed=seed)
+    weights = compute_sparse_weights(scene, camera, rasterize_mode=mode)
+    ref = reference_weights(scene, camera, rasterize_mode=mode)
+    return scene, camera, mode, weights, ref
+
+
+# -- projection and SH --------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["classic", "antialiased"])
+def test_projection_matches_gsplat_torch_impl(mode):
+    camera = make_camera(37, 23, seed=5)
+    scene = random_scene(camera, 300, seed=5)
+    proj = project_gaussians(scene, camera, rasterize_mode=mode)
+    covars, _ = gsplat_torch._quat_scale_to_covar_preci(
+        scene.quats, scene.scales(), compute_preci=False
+    )
+    radii, means2d, depths, conics, comp = gsplat_torch._fully_fused_projection(
+        scene.means,
+        covars,
+        camera.world_to_cam[None],
+        camera.K[None],
+        camera.width,
+        camera.height,
+        eps2d=0.3,
+        calc_compensations=(mode == "antialiased"),
+    )
+    theirs = (radii[0] > 0).all(dim=-1)
+    # gsplat's PyTorch twin keeps a 3.33-sigma box; the CUDA kernel (and we) use the tighter
+    # opacity-aware box, so our valid set is a subset of theirs.
+    assert bool((proj.valid <= theirs).all())
+    assert int(proj.valid.sum()) > 200
+    assert not proj.valid[:4].any()  # behind the camera
+    v = theirs
+    torch.testing.assert_close(proj.means2d[v], means2d[0][v], rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(proj.conics[v], conics[0][v], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(proj.depths, depths[0], rtol=1e-6, atol=1e-6)
+    opac = scene.opacities()
+    if mode == "antialiased":
+        opac = opac * comp[0]
+    torch.testing.assert_close(proj.opacities[v], opac[v], rtol=1e-5, atol=1e-7)
+
+
+def test_projection_culls_near_far_and_reports_extent():
+    scene, camera = axis_stack([0.005, 0.5, 50.0], scale=0.05, logit=0.0)
+    proj = project_gaussians(scene, camera, near_plane=0.01, far_plane=10.0)
+    assert proj.valid.tolist() == [False, True, False]
+    # the radius is the opacity-aware box of the CUDA kernel: ceil(sqrt(2 ln(255 o)) sigma)
+    sigma_px = math.sqrt((0.05 * 20 / 0.5) ** 2 + 0.3)
+    expected = math.ceil(math.sqrt(2 * math.log(255 * 0.5)) * sigma_px)
+    assert proj.radii[1].tolist() == [expected, expected]
+    with pytest.raises(ValueError, match="rasterize_mode"):
+        project_gaussians(scene, camera, rasterize_mode="fancy")
+
+
+@pytest.mark.parametrize("degree", [0, 1, 2, 3, 4])
+def test_sh_matches_gsplat_torch_impl(degree):
+    g = torch.Generator().manual_seed(degree)
+    sh = torch.randn(64, (degree + 1) ** 2, 3, generator=g, dtype=torch.float64)
+    dirs = torch.randn(64, 3, generator=g, dtype=torch.float64) * 3.0
+    expected = gsplat_torch._spherical_harmonics(degree, dirs, sh)
+    torch.testing.assert_close(eval_sh(sh, dirs), expected, rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        sh_colors(sh, dirs), torch.clamp_min(expected + 0.5, 0.0), rtol=0, atol=1e-12
+    )
+    if degree > 0:  # fewer bands than stored
+        torch.testing.assert_close(
+            eval_sh(sh, dirs, degree=degree - 1),
+            gsplat_torch._spherical_harmonics(degree - 1, dirs, sh),
+            rtol=0,
+            atol=1e-12,
+        )
+
+
+# -- torch engine == brute-force reference ----------------------------------------------------
+def test_torch_engine_matches_reference(case):
+    _, _, _, weights, ref = case
+    dense = weights.to_dense()
+    assert int((ref > 0).sum()) > 500
+    torch.testing.assert_close(dense, ref, rtol=0, atol=1e-5)
+    assert torch.equal(dense > 0, ref > 0)
+    # pairs are pixel-major, front to back, with no duplicates
+    assert bool((weights.pixel_ids[1:] >= weights.pixel_ids[:-1]).all())
+    key = weights.pixel_ids * weights.num_gaussians + weights.gaussian_ids
+    assert key.unique().numel() == weights.nnz
+
+
+def dense_alphas(scene: GaussianScene, camera: Camera, mode: str) -> torch.Tensor:
+    """[H*W, N] unclamped ``o exp(-sigma)`` of every valid Gaussian at every pixel (0 if
+    sigma < 0 or culled): a third, fully vectorised evaluation for checking test coverage."""
+    proj = project_gaussians(scene, camera, rasterize_mode=mode)
+    ys, xs = torch.meshgrid(
+        torch.arange(camera.height) + 0.5, torch.arange(camera.width) + 0.5, indexing="ij"
+    )
+    dx = proj.means2d[None, :, 0] - xs.reshape(-1, 1)
+    dy = proj.means2d[None, :, 1] - ys.reshape(-1, 1)
+    a, b, c = proj.conics.unbind(-1)
+    sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+    alpha = proj.opacities * torch.exp(-sigma)
+    return torch.where((sigma >= 0) & proj.valid, alpha, torch.zeros_like(alpha))
+
+
+def test_random_scenes_exercise_stop_rule_and_clamp(case):
+    scene, camera, mode, _, ref = case
+    alphas = dense_alphas(scene, camera, mode)
+    if mode == "classic":
+        # the 0.999 clamp applies to weights that count (with antialiasing the compensation
+        # keeps o * comp below 0.999 unless a Gaussian is ~25 pixels wide)
+        assert bool(((alphas > MAX_ALPHA) & (ref > 0)).any())
+    # the stop rule: Gaussians that pass the alpha threshold but get no weight
+    stopped = (alphas >= 1 / 255) & (ref == 0)
+    assert int(stopped.any(dim=1).sum()) >= 3
+
+
+@pytest.mark.parametrize(
+    ("chunk_size", "max_pairs"), [(1, 1 << 21), (3, 1 << 21), (17, 1 << 21), (None, 50)]
+)
+def test_chunking_does_not_change_the_result(case, chunk_size, max_pairs):
+    scene, camera, mode, weights, _ = case
+    chunked = compute_sparse_weights(
+        scene, camera, rasterize_mode=mode, chunk_size=chunk_size, max_pairs=max_pairs
+    )
+    assert torch.equal(chunked.pixel_ids, weights.pixel_ids)
+    assert torch.equal(chunked.gaussian_ids, weights.gaussian_ids)
+    torch.testing.assert_close(chunked.weights, weights.weights, rtol=1e-6, atol=1e-8)
+
+
+def test_stop_rule_is_exclusive_and_carried_across_chunks():
+    # Two near-opaque Gaussians on the axis: at the centre pixel T after the first is
+    # ~0.007 and the second would bring it to ~7e-5 <= 1e-4, so gsplat stops before it.
+    scene, camera = axis_stack([2.0, 3.0, 4.0], scale=0.5, logit=math.log(0.995 / 0.005))
+    centre = 8 * camera.width + 12
+    proj = project_gaussians(scene, camera)
+    d = proj.means2d[1] - torch.tensor([12.5, 8.5])
+    c = proj.conics[1]
+    sigma = 0.5 * (c[0] * d[0] ** 2 + c[2] * d[1] ** 2) + c[1] * d[0] * d[1]
+    assert float(proj.opacities[1] * torch.exp(-sigma)) > 0.9  # would contribute
+    ref = reference_weights(scene, camera)
+    assert ref[centre, 0] > 0.99 and ref[centre, 1] == 0 and ref[centre, 2] == 0
+    assert (ref[:, 1] > 0).any()  # the second one is seen further out
+    for chunk_size in (None, 1):  # chunk_size=1: the stop must be carried between chunks
+        w = compute_sparse_weights(scene, camera, chunk_size=chunk_size)
+        torch.testing.assert_close(w.to_dense(), ref, rtol=0, atol=1e-6)
+
+
+def test_alpha_clamp_and_depth_ties():
+    # Opacity 0.999994 at sigma = 0 is clamped to 0.999; the Gaussian behind it would bring
+    # T to 1e-6 and is stopped. Two identical Gaussians tie in depth: index order wins.
+    logit = 12.0
+    scene, camera = axis_stack([2.0, 2.0, 3.0], scale=0.3, logit=logit)
+    centre = 8 * camera.width + 12
+    ref = reference_weights(scene, camera)
+    w = compute_sparse_weights(scene, camera).to_dense()
+    torch.testing.assert_close(w, ref, rtol=0, atol=1e-6)
+    assert w[centre, 0] == torch.tensor(MAX_ALPHA, dtype=torch.float32)
+    assert w[centre, 1] == 0 and w[centre, 2] == 0
+    # off-centre the tie shows: the first gets alpha, the second alpha * (1 - alpha)
+    edge = (w[:, 0] > 0.05) & (w[:, 0] < 0.9)
+    assert edge.any()
+    a = w[edge, 0]
+    torch.testing.assert_close(w[edge, 1], a * (1 - a), rtol=1e-5, atol=1e-6)
+
+
+def test_empty_view():
+    scene, camera = axis_stack([-2.0, -3.0], scale=0.3, logit=2.0)  # all behind the camera
+    w = compute_view_weights(scene, camera, engine="torch")
+    assert w.nnz == 0
+    assert torch.equal(w.render(torch.ones(2, 3)), torch.zeros(camera.height, camera.width, 3))
+    assert torch.equal(w.backproject(torch.ones(5, 4, 7)), torch.zeros(2, 7))
+    assert torch.equal(w.weight_sum(), torch.zeros(2))
+
+
+# -- render / backproject / sums -------------------------------------------------------------
+def test_render_matches_dense_reference(case):
+    scene, _, _, weights, ref = case
+    values = torch.randn(scene.num_gaussians, 5, generator=torch.Generator().manual_seed(0))
+    out = weights.render(values)
+    assert out.shape == (weights.height, weights.width, 5)
+    torch.testing.assert_close(out.reshape(-1, 5), ref @ values, rtol=1e-5, atol=1e-5)
+    out64 = weights.render(values.double())
+    assert out64.dtype == torch.float64
+    torch.testing.assert_close(out64.reshape(-1, 5), (ref @ values).double(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [(9, 13), (8, 10), (1, 1), (5, 61), (32, 40), (48, 70)])
+def test_backproject_matches_interpolate_oracle(case, size):
+    scene, _, _, weights, ref = case
+    in_h, in_w = size
+    g = torch.Generator().manual_seed(in_h * 100 + in_w)
+    feats = torch.randn(in_h, in_w, 6, generator=g)
+    # the oracle in float64: a float32 dense product is itself off by ~5e-5 here
+    up = F.interpolate(
+        feats.double().permute(2, 0, 1)[None],
+        size=(weights.height, weights.width),
+        mode="bilinear",
+        align_corners=False,
+    )[0].permute(1, 2, 0)
+    expected = (ref.double().T @ up.reshape(-1, 6)).float()
+    out = weights.backproject(feats)
+    assert out.shape == (scene.num_gaussians, 6)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=2e-5)
+    # the cached folded matrix is reused and gives the same answer
+    assert weights.folded_matrix(in_h, in_w) is weights.folded_matrix(in_h, in_w)
+    torch.testing.assert_close(weights.backproject(feats), out, rtol=0, atol=0)
+    # the fast fold (sparse @ sparse) equals the plain one (spread taps, sum duplicates)
+    plain = weights.fold_by_coalescing(in_h, in_w).to_dense()
+    torch.testing.assert_close(weights.folded_matrix(in_h, in_w).to_dense(), plain)
+
+
+def test_backproject_identity_size(case):
+    _, _, _, weights, ref = case
+    feats = torch.randn(weights.height, weights.width, 3, generator=torch.Generator())
+    torch.testing.assert_close(
+        weights.backproject(feats), ref.T @ feats.reshape(-1, 3), rtol=1e-5, atol=1e-5
+    )
+    out64 = weights.backproject(feats.double())
+    assert out64.dtype == torch.float64
+
+
+def test_weight_sum_and_alpha_consistency(case):
+    scene, _, _, weights, ref = case
+    n = scene.num_gaussians
+    torch.testing.assert_close(weights.weight_sum(), ref.sum(0), rtol=1e-5, atol=1e-5)
+    alpha = weights.alpha()
+    torch.testing.assert_close(alpha.reshape(-1), ref.sum(1), rtol=1e-5, atol=1e-5)
+    assert float(alpha.max()) <= 1.0 and float(alpha.min()) >= 0.0
+    torch.testing.assert_close(weights.render(torch.ones(n, 1))[..., 0], alpha)
+    torch.testing.assert_close(
+        weights.backproject(torch.ones(weights.height, weights.width, 1))[:, 0],
+        weights.weight_sum(),
+    )
+    # bilinear resizing of a constant is that constant: any size gives the weight sum
+    torch.testing.assert_close(
+        weights.backproject(torch.full((7, 5, 1), 2.0))[:, 0],
+        2.0 * weights.weight_sum(),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
+@pytest.mark.parametrize(("h", "w", "in_h", "in_w"), [(18, 24, 4, 5), (7, 9, 30, 11), (5, 5, 5, 5)])
+def test_bilinear_matrix_matches_interpolate(h, w, in_h, in_w):
+    feats = torch.randn(in_h, in_w, 3, generator=torch.Generator().manual_seed(h))
+    up = F.interpolate(
+        feats.permute(2, 0, 1)[None], size=(h, w), mode="bilinear", align_corners=False
+    )[0].permute(1, 2, 0)
+    mat = bilinear_matrix(h, w, in_h, in_w, device="cpu")
+    torch.testing.assert_close((mat @ feats.reshape(-1, 3)).reshape(h, w, 3), up)
+
+
+def test_input_checks():
+    scene, camera = axis_stack([2.0], scale=0.3, logit=2.0)
+    w = compute_view_weights(scene, camera)
+    with pytest.raises(FeatureError):
+        w.backproject(torch.ones(4, 4))
+    with pytest.raises(FeatureError):
+        w.backproject(torch.ones(4, 4, 2, dtype=torch.int64))
+    with pytest.raises(ValueError, match="values"):
+        w.render(torch.ones(3, 2))
+    with pytest.raises(ValueError, match=r"auto.*torch.*gsplat"):
+        compute_view_weights(scene, camera, engine="cuda")
+    with pytest.raises(ValueError, match="max_pairs"):
+        compute_view_weights(scene, camera, engine="torch", max_pairs=0)
+
+
+def test_engine_selection_on_cpu():
+    scene, camera = axis_stack([2.0], scale=0.3, logit=2.0)
+    assert isinstance(compute_view_weights(scene, camera), SparseViewWeights)
+    with pytest.raises(EngineUnavailableError, match="CUDA"):
+        compute_view_weights(scene, camera, engine="gsplat")
+
+
+# -- RGB ---------------------------------------------------------------------------------------
+def test_render_rgb_colours_and_background(case):
+    scene, camera, mode, weights, ref = case
+    center = camera.center
+    colors = torch.clamp_min(
+        gsplat_torch._spherical_harmonics(scene.sh_degree, scene.means - center, scene.sh) + 0.5,
+        0.0,
+    )
+    torch.testing.assert_close(gaussian_colors(scene, camera), colors, rtol=1e-5, atol=1e-6)
+    bg = torch.tensor([0.2, 0.5, 1.0])
+    image = render_rgb(scene, camera, weights=weights, background=bg)
+    expected = (ref @ colors + bg * (1 - ref.sum(1, keepdim=True))).clamp(0, 1)
+    torch.testing.assert_close(image.reshape(-1, 3), expected, rtol=1e-5, atol=1e-5)
+    assert float(image.min()) >= 0.0 and float(image.max()) <= 1.0
+    # computing the weights itself gives the same image
+    again = render_rgb(scene, camera, background=bg, rasterize_mode=mode, engine="torch")
+    torch.testing.assert_close(again, image)
+
+
+# -- timing (printed, not asserted) -------------------------------------------------------------
+def test_timing_one_view_20k_gaussians(capsys):
+    camera = Camera(
+        "bench.png",
+        torch.tensor([[128.0, 0.0, 64.0], [0.0, 128.0, 64.0], [0.0, 0.0, 1.0]]),
+        torch.eye(4),
+        128,
+        128,
+    )
+    g = torch.Generator().manual_seed(0)
+    n = 20_000
+    means = (torch.rand(n, 3, generator=g) * 2 - 1) * torch.tensor([1.2, 1.2, 1.0])
+    means[:, 2] += 3.0
+    scene = GaussianScene(
+        means=means,
+        quats=torch.randn(n, 4, generator=g),
+        log_scales=torch.randn(n, 3, generator=g) * 0.5 + math.log(0.03),
+        logit_opacities=torch.randn(n, generator=g) * 2,
+        sh=torch.randn(n, 1, 3, generator=g) * 0.3,
+    )
+    feats = torch.randn(32, 32, 384, generator=g)
+    start = time.perf_counter()
+    w = compute_view_weights(scene, camera, engine="torch")
+    t_weights = time.perf_counter() - start
+    out = w.backproject(feats)
+    denom = w.weight_sum()
+    t_total = time.perf_counter() - start
+    start = time.perf_counter()
+    w.backproject(feats)
+    t_again = time.perf_counter() - start
+    assert out.shape == (n, 384) and denom.shape == (n,)
+    with capsys.disabled():
+        print(
+            f"\n[raster timing] 20k Gaussians, 128x128, F 32x32x384, "
+            f"{torch.get_num_threads()} threads: weights {t_weights:.3f} s, "
+            f"view total {t_total:.3f} s, another map of the same view {t_again:.4f} s, "
+            f"nnz {w.nnz}"
+        )
+
+
+# -- CUDA: gsplat engine ---------------------------------------------------------------------
+def _cuda_case(mode: str = "classic"):
+    camera = make_camera(61, 45, seed=7)
+    scene = random_scene(camera, 400, seed=7, sh_degree=2)
+    return scene.to("cuda"), camera.to_device("cuda"), mode
+
+
+def _close_but_for_rare_flips(a: torch.Tensor, b: torch.Tensor, atol: float) -> None:
+    """Equal to ``atol`` except for at most 0.5% of entries (alpha within an ulp of 1/255 or
+    T within an ulp of 1e-4 makes one engine keep a term the other drops)."""
+    diff = (a - b).abs()
+    assert float((diff > atol).float().mean()) <= 0.005, float(diff.max())
+    assert float(diff.max()) <= 0.02 * max(1.0, float(b.abs().max()))
+
+
+@needs_gsplat_cuda
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", ["classic", "antialiased"])
+def test_gsplat_engine_matches_torch_engine(mode):
+    scene, camera, mode = _cuda_case(mode)
+    gs = compute_view_weights(scene, camera, engine="gsplat", rasterize_mode=mode)
+    tw = compute_view_weights(scene, camera, engine="torch", rasterize_mode=mode)
+    assert tw.weights.is_cuda
+    g = torch.Generator(device="cuda").manual_seed(0)
+    values = torch.randn(scene.num_gaussians, 40, device="cuda", generator=g)
+    _close_but_for_rare_flips(gs.render(values), tw.render(values), 1e-4)
+    _close_but_for_rare_flips(gs.alpha(), tw.alpha(), 1e-5)
+    _close_but_for_rare_flips(gs.weight_sum(), tw.weight_sum(), 1e-4)
+    for size in [(camera.height, camera.width), (12, 17)]:
+        feats = torch.randn(*size, 70, device="cuda", generator=g)
+        _close_but_for_rare_flips(gs.backproject(feats), tw.backproject(feats), 1e-4)
+
+
+@needs_gsplat_cuda
+@pytest.mark.gpu
+def test_gsplat_engine_render_is_gsplat_rasterization():
+    from gsplat import rasterization
+
+    scene, camera, _ = _cuda_case()
+    gs = compute_view_weights(scene, camera, engine="gsplat")
+    values = torch.rand(scene.num_gaussians, 3, device="cuda")
+    expected, alphas, _ = rasterization(
+        scene.means,
+        scene.quats,
+        scene.scales(),
+        scene.opacities(),
+        values,
+        camera.world_to_cam[None],
+        camera.K[None],
+        camera.width,
+        camera.height,
+        packed=False,
+    )
+    torch.testing.assert_close(gs.render(values), expected[0])
+    torch.testing.assert_close(gs.alpha(), alphas[0, ..., 0])
+    # and the RGB path equals gsplat's own SH rendering with a background
+    bg = torch.tensor([0.1, 0.2, 0.3], device="cuda")
+    rgb, _, _ = rasterization(
+        scene.means,
+        scene.quats,
+        scene.scales(),
+        scene.opacities(),
+        scene.sh,
+        camera.world_to_cam[None],
+        camera.K[None],
+        camera.width,
+        camera.height,
+        sh_degree=scene.sh_degree,
+        packed=False,
+        backgrounds=bg[None],
+    )
+    mine = render_rgb(scene, camera, weights=gs, background=bg)
+    torch.testing.assert_close(mine, rgb[0].clamp(0, 1), rtol=1e-4, atol=1e-4)
+
+
+@needs_gsplat_cuda
+@pytest.mark.gpu
+def test_projection_matches_gsplat_cuda_kernel():
+    from gsplat import fully_fused_projection
+
+    scene, camera, _ = _cuda_case("antialiased")
+    proj = project_gaussians(scene, camera, rasterize_mode="antialiased")
+    radii, means2d, _, conics, comp = fully_fused_projection(
+        scene.means,
+        None,
+        scene.quats,
+        scene.scales(),
+        camera.world_to_cam[None],
+        camera.K[None],
+        camera.width,
+        camera.height,
+        eps2d=0.3,
+        calc_compensations=True,
+        opacities=scene.opacities(),
+    )
+    valid = (radii[0] > 0).all(dim=-1)
+    assert float((valid == proj.valid).float().mean()) > 0.99
+    both = valid & proj.valid
+    assert float((radii[0][both] == proj.radii[both]).float().mean()) > 0.99
+    torch.testing.assert_close(proj.means2d[both], means2d[0][both], rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(proj.conics[both], conics[0][both], rtol=1e-3, atol=1e-5)
+    torch.testing.assert_close(
+        proj.opacities[both], (scene.opacities() * comp[0])[both], rtol=1e-4, atol=1e-6
+    )
+
+
+@needs_cuda
+@pytest.mark.gpu
+def test_torch_engine_same_on_cuda_and_cpu():
+    scene, camera, _ = _cuda_case()
+    gpu = compute_view_weights(scene, camera, engine="torch")
+    cpu = compute_view_weights(scene.to("cpu"), camera.to_device("cpu"), engine="torch")
+    assert gpu.weights.is_cuda
+    _close_but_for_rare_flips(gpu.to_dense().cpu(), cpu.to_dense(), 1e-6)
+    feats = torch.randn(11, 13, 20)
+    _close_but_for_rare_flips(gpu.backproject(feats.cuda()).cpu(), cpu.backproject(feats), 1e-4)
+    values = torch.randn(scene.num_gaussians, 4)
+    _close_but_for_rare_flips(gpu.render(values.cuda()).cpu(), cpu.render(values), 1e-4)
