@@ -247,28 +247,34 @@ def cmd_segment(args: argparse.Namespace) -> int:
         with atomic_write(args.indices_out, "w") as f:
             json.dump({"name": sel.name, "indices": sel.indices.tolist()}, f)
     if args.out_ply:
-        path, n = engine.save_region(args.out_ply, selection=sel, complement=args.complement)
+        path, n = engine.save_region(
+            args.out_ply, selection=sel, complement=args.complement, cleanup=args.cleanup
+        )
         print(f"  wrote {n} Gaussians -> {path}")
     if args.png:
-        _write_overlay(engine, sel, args.png, args.view)
+        _write_overlay(engine, sel, args.png, args.view, args)
     return 0
 
 
-def _write_overlay(engine, sel, png: str, view: str) -> None:
+def _write_overlay(engine, sel, png: str, view: str, args: argparse.Namespace) -> None:
+    """Text: the paper's 2D rule (Eq. 7) on the rendered field. Points: the 3D selection."""
     import torch
 
     from gsbp_ros.overlay import overlay_mask, save_png
     from gsbp_ros.raster import compute_view_weights, render_rgb
 
     cam = _pick_view(engine.cameras, view)
-    w = compute_view_weights(engine.scene, cam)
-    rgb = render_rgb(engine.scene, cam, weights=w)
-    sel_mask = torch.zeros(engine.scene.num_gaussians, 1)
-    sel_mask[torch.from_numpy(sel.indices)] = 1.0
-    cover = w.render(sel_mask)[..., 0]
-    mask = (cover > 0.5 * w.alpha().clamp_min(1e-6)) & (w.alpha() > 0.5)
-    save_png(overlay_mask(rgb.numpy(), mask.numpy()), png)
-    print(f"  overlay of view {cam.name} -> {png}")
+    if args.text:
+        mask, rgb = engine.text_mask_2d(_csv(args.text), _csv(args.negative), args.threshold, cam)
+    else:
+        w = compute_view_weights(engine.scene, cam)
+        rgb = render_rgb(engine.scene, cam, weights=w, background=(1.0, 1.0, 1.0)).numpy()
+        chosen = torch.zeros(engine.scene.num_gaussians, 1)
+        chosen[torch.from_numpy(sel.indices)] = 1.0
+        alpha = w.alpha()
+        mask = ((w.render(chosen)[..., 0] > 0.5 * alpha) & (alpha > 0.5)).numpy()
+    save_png(overlay_mask(rgb, mask), png)
+    print(f"  overlay of view {cam.name} ({int(mask.sum())} pixels) -> {png}")
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
@@ -384,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.0)
     p.add_argument("--out-ply", default="")
     p.add_argument("--complement", action="store_true", help="write everything else instead")
+    p.add_argument("--cleanup", action="store_true", help="drop statistical outliers (open3d)")
     p.add_argument("--indices-out", default="")
     p.add_argument("--png", default="", help="overlay of the selection on a view")
     p.add_argument("--view", default="0")

@@ -290,68 +290,99 @@ class GsbpEngine:
         return sel
 
     # -- queries ------------------------------------------------------------------------------
+    def _text_queries(
+        self, positive: list[str], negative: list[str]
+    ) -> tuple[str, torch.Tensor, torch.Tensor, list[str]]:
+        """(source, [P, C] positive queries, [Q, C] negative queries, negatives used).
+
+        Prompts that all name labels of the label-map source use its one-hot codes (with no
+        negatives, every other label is a negative); anything else needs CLIP's text encoder.
+        """
+        from gsbp_ros.query import CANONICAL_NEGATIVES, label_query_codes
+
+        labels = self.sources.get("labels")
+        names = list(getattr(labels, "label_names", []))
+        if labels is not None and _all_labels(positive, names):
+            unknown = [n for n in negative if not _is_label(n, names)]
+            if unknown:
+                raise QueryError(
+                    f"negative prompt(s) {unknown} name no label of the label-map source "
+                    f"(labels: {', '.join(names)})"
+                )
+            pos_names = {_norm(p) for p in positive}
+            if not negative:
+                negative = [n for n in names if _norm(n) not in pos_names]
+            dim = self.field.features["labels"].shape[1]
+            pos_q = label_query_codes(names, positive)
+            neg_q = label_query_codes(names, negative) if negative else torch.zeros(0, dim)
+            return "labels", pos_q, neg_q, negative
+        if "clip" not in self.sources and labels is not None:
+            unknown = [p for p in positive if not _is_label(p, names)]
+            raise QueryError(
+                f"prompt(s) {unknown} name no label ({', '.join(names)}) and text "
+                f"segmentation by language needs the 'clip' source, which is inactive: "
+                f"{self.status().inactive_sources.get('clip', 'not in feature_sources')}"
+            )
+        self._need("clip", "text segmentation")
+        clip = self.sources["clip"]
+        if not negative and self.config.canonical_negatives:
+            negative = list(CANONICAL_NEGATIVES)
+        dim = self.field.features["clip"].shape[1]
+        pos_q = clip.encode_text(positive)
+        neg_q = clip.encode_text(negative) if negative else torch.zeros(0, dim)
+        return "clip", pos_q, neg_q, negative
+
     def segment_text(self, positive: list[str], negative: list[str], threshold: float) -> Selection:
         """Gaussians whose best positive prompt beats every negative (paper Sec. 4.2)."""
-        from gsbp_ros.query import (
-            CANONICAL_NEGATIVES,
-            label_query_codes,
-            similarity_segment,
-            validate_prompts,
-        )
+        from gsbp_ros.query import similarity_segment, validate_prompts
 
         self.check_ready()
         positive, negative = validate_prompts(positive, negative)
         _check_threshold(threshold)
         with self._lock:
             t0 = time.monotonic()
-            labels = self.sources.get("labels")
-            names = list(getattr(labels, "label_names", []))
-            if labels is not None and _all_labels(positive, names):
-                if any(not _is_label(n, names) for n in negative):
-                    unknown = [n for n in negative if not _is_label(n, names)]
-                    raise QueryError(
-                        f"negative prompt(s) {unknown} name no label of the label-map source "
-                        f"(labels: {', '.join(names)})"
-                    )
-                pos_names = {_norm(p) for p in positive}
-                if not negative:
-                    negative = [n for n in names if _norm(n) not in pos_names]
-                feats = self.field.features["labels"].to(self.device)
-                seen = self.field.seen("labels").to(self.device)
-                pos_q = label_query_codes(names, positive).to(feats)
-                neg_q = (
-                    label_query_codes(names, negative).to(feats)
-                    if negative
-                    else feats.new_zeros(0, feats.shape[1])
-                )
-                source = "labels"
-            else:
-                if "clip" not in self.sources and labels is not None:
-                    unknown = [p for p in positive if not _is_label(p, names)]
-                    raise QueryError(
-                        f"prompt(s) {unknown} name no label ({', '.join(names)}) and text "
-                        f"segmentation by language needs the 'clip' source, which is inactive: "
-                        f"{self.status().inactive_sources.get('clip', 'not in feature_sources')}"
-                    )
-                self._need("clip", "text segmentation")
-                clip = self.sources["clip"]
-                if not negative and self.config.canonical_negatives:
-                    negative = list(CANONICAL_NEGATIVES)
-                feats = self.field.features["clip"].to(self.device)
-                seen = self.field.seen("clip").to(self.device)
-                pos_q = clip.encode_text(positive).to(feats)
-                neg_q = (
-                    clip.encode_text(negative).to(feats)
-                    if negative
-                    else feats.new_zeros(0, feats.shape[1])
-                )
-                source = "clip"
-            mask, scores = similarity_segment(feats, pos_q, neg_q, threshold=threshold, seen=seen)
+            source, pos_q, neg_q, negative = self._text_queries(positive, negative)
+            feats = self.field.features[source].to(self.device)
+            seen = self.field.seen(source).to(self.device)
+            mask, scores = similarity_segment(
+                feats, pos_q.to(feats), neg_q.to(feats), threshold=threshold, seen=seen
+            )
             sel = self._selection(" ".join(positive), mask, scores)
-            sel.info.update({"source": source, "negatives": ";".join(negative), "latency_s": 0.0})
-            sel.info["latency_s"] = time.monotonic() - t0
+            sel.info.update(
+                {
+                    "source": source,
+                    "negatives": ";".join(negative),
+                    "latency_s": time.monotonic() - t0,
+                }
+            )
             self.last_selection = sel
             return sel
+
+    def text_mask_2d(
+        self, positive: list[str], negative: list[str], threshold: float, camera: Camera
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """2D segmentation of one view (paper Eq. 7): render the field, same rule per pixel.
+
+        Returns:
+            mask: [H, W] bool. rgb: [H, W, 3] float render of the view (for overlays).
+        """
+        from gsbp_ros.overlay import mask_2d
+        from gsbp_ros.query import validate_prompts
+        from gsbp_ros.raster import compute_view_weights, render_rgb
+
+        self.check_ready()
+        positive, negative = validate_prompts(positive, negative)
+        _check_threshold(threshold)
+        with self._lock:
+            source, pos_q, neg_q, _ = self._text_queries(positive, negative)
+            scene = self.scene.to(self.device)
+            cam = camera.to_device(self.device)
+            w = compute_view_weights(scene, cam, engine=self.config.engine)
+            feats = self.field.features[source].to(self.device)
+            rendered = w.render(feats)
+            mask = mask_2d(rendered, pos_q.to(feats), neg_q.to(feats), threshold, w.alpha())
+            rgb = render_rgb(scene, cam, weights=w, background=(1.0, 1.0, 1.0))
+            return mask.cpu().numpy(), rgb.cpu().numpy()
 
     def segment_points(
         self, positive: np.ndarray, negative: np.ndarray, threshold: float = 0.0
@@ -485,9 +516,18 @@ class GsbpEngine:
         return self._summarize(sel)
 
     def save_region(
-        self, path: str, *, selection: Selection | None = None, complement: bool = False
+        self,
+        path: str,
+        *,
+        selection: Selection | None = None,
+        complement: bool = False,
+        cleanup: bool = False,
     ) -> tuple[str, int]:
-        """Write the (last) selection, or its complement, as an Inria .ply below output_dir."""
+        """Write the (last) selection, or its complement, as an Inria .ply below output_dir.
+
+        ``cleanup`` drops statistical outliers from the selection first (open3d); off by
+        default because the back-projected selection is clean without it (``gsbp eval``).
+        """
         from gsbp_ros.export import check_output_path, export_selection
 
         self.check_ready()
@@ -504,7 +544,11 @@ class GsbpEngine:
         target = check_output_path(path, self.config.output_dir)
         with self._lock:
             written, count = export_selection(
-                self.scene, torch.from_numpy(sel.indices), target, complement=complement
+                self.scene,
+                torch.from_numpy(sel.indices),
+                target,
+                complement=complement,
+                cleanup=cleanup,
             )
         return str(written), int(count)
 

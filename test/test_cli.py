@@ -174,3 +174,135 @@ def test_render_cli_writes_png(colmap_scene):
         assert im.size == (24, 16) and im.mode == "RGB"
         arr = np.asarray(im)
     assert arr.std() > 0, "a view of the scene must not be a flat background"
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory) -> Path:
+    from gsbp_ros.demo_scene import write_demo_scene
+
+    out = tmp_path_factory.mktemp("cli_demo")
+    write_demo_scene(out, num_views=8, width=120, height=90, density=0.6)
+    return out
+
+
+def _demo_args(demo: Path, *extra: str) -> list[str]:
+    return [
+        "--scene",
+        str(demo / "scene.ply"),
+        "--cameras",
+        str(demo / "sparse" / "0"),
+        "--sources",
+        "labels",
+        "--label-maps",
+        str(demo / "labels" / "objects"),
+        "--output-dir",
+        str(demo),
+        *extra,
+    ]
+
+
+def test_features_segment_and_overlay_on_demo(demo_dir, capsys):
+    import json
+
+    from PIL import Image
+
+    from gsbp_ros.evaluate import iou
+    from gsbp_ros.field import FeatureField
+    from gsbp_ros.scene import GaussianScene
+
+    field_path = demo_dir / "field.safetensors"
+    assert main(["features", *_demo_args(demo_dir, "--out", str(field_path))]) == 0
+    field = FeatureField.load(field_path)
+    assert field.features["labels"].shape[1] == 5  # one-hot codes of the 5 objects
+    rc = main(
+        [
+            "segment",
+            *_demo_args(demo_dir),
+            "--text",
+            "mug",
+            "--negative",
+            "table",
+            "--out-ply",
+            str(demo_dir / "mug.ply"),
+            "--indices-out",
+            str(demo_dir / "mug.json"),
+            "--png",
+            str(demo_dir / "mug.png"),
+            "--view",
+            "2",
+        ]
+    )
+    assert rc == 0
+    idx = np.array(json.loads((demo_dir / "mug.json").read_text())["indices"])
+    truth = np.load(demo_dir / "labels.npy") == 1
+    mask = np.zeros(truth.size, bool)
+    mask[idx] = True
+    assert iou(mask, truth) >= 0.9
+    assert GaussianScene.load(demo_dir / "mug.ply").num_gaussians == idx.size
+    # Eq. 7 overlay: pixels of the mug in that view's object label map are tinted red.
+    with Image.open(demo_dir / "mug.png") as im:
+        over = np.asarray(im.convert("RGB")).astype(int)
+    from gsbp_ros.cameras import load_cameras
+    from gsbp_ros.images import read_label_image
+
+    cam = load_cameras(demo_dir / "sparse" / "0")[2]
+    gt = read_label_image(demo_dir / "labels" / "objects" / f"{cam.stem}.png") == 2
+    reddish = (over[..., 0] - over[..., 1] > 60) & (over[..., 0] - over[..., 2] > 60)
+    assert gt.sum() > 50
+    assert iou(reddish & gt, gt) > 0.8  # mug pixels are highlighted
+    assert (reddish & ~gt).sum() < 0.2 * gt.sum()  # the rest mostly is not
+    assert "overlay of view" in capsys.readouterr().out
+
+
+def test_transfer_with_source_cameras_on_demo(demo_dir):
+    from PIL import Image
+
+    from gsbp_ros.evaluate import iou
+    from gsbp_ros.images import read_label_image
+    from gsbp_ros.scene import GaussianScene
+
+    names = __import__("json").loads((demo_dir / "names.json").read_text())
+    handle = names["parts"].index("mug_handle") + 1
+    images, masks = [], []
+    for stem in sorted(p.stem for p in (demo_dir / "labels" / "parts").glob("*.png")):
+        parts = read_label_image(demo_dir / "labels" / "parts" / f"{stem}.png")
+        mpath = demo_dir / "masks" / f"{stem}.png"
+        mpath.parent.mkdir(exist_ok=True)
+        Image.fromarray((parts == handle).astype(np.uint8)).save(mpath)
+        images.append(str(demo_dir / "images" / f"{stem}.png"))
+        masks.append(str(mpath))
+    out = demo_dir / "transfer"
+    rc = main(
+        [
+            "transfer",
+            *_demo_args(demo_dir),
+            "--images",
+            *images,
+            "--masks",
+            *masks,
+            "--labels",
+            "grasp",
+            "--source-cameras",
+            str(demo_dir / "sparse" / "0"),
+            "--out",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    grasp = GaussianScene.load(out / "grasp.ply")
+    truth = np.load(demo_dir / "part_labels.npy") == handle - 1
+    # The exported handle Gaussians are the true handle's (matched by position).
+    scene = GaussianScene.load(demo_dir / "scene.ply")
+    sel = np.isin(scene.means.numpy().view("f4,f4,f4"), grasp.means.numpy().view("f4,f4,f4"))
+    assert iou(sel.ravel(), truth) >= 0.8
+
+
+def test_segment_errors_are_one_line(demo_dir, capsys):
+    assert main(["segment", *_demo_args(demo_dir), "--text", "spaceship"]) == 2
+    err = capsys.readouterr().err
+    errors = [ln for ln in err.splitlines() if ln.startswith("gsbp: error:")]
+    assert len(errors) == 1 and "clip" in errors[0] and "Traceback" not in err
+    assert main(["segment", *_demo_args(demo_dir), "--text", " ,"]) == 2
+    assert "positive" in capsys.readouterr().err
+    rc = main(["segment", *_demo_args(demo_dir), "--text", "mug", "--out-ply", "/etc/x.ply"])
+    assert rc == 2 and "outside" in capsys.readouterr().err
