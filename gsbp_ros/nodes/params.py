@@ -1,0 +1,277 @@
+"""The node's parameters: ONE table, declared from here, mirrored by config/gsbp.yaml and the
+launch file's arguments (a test checks that all three agree).
+
+Array parameters whose default is empty (``label_names``) are declared statically typed and
+left unset when empty: rcl's YAML parser turns ``[]`` into "not set", so "unset" reads as
+the empty list here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gsbp_ros.errors import GsbpError
+
+
+class ParameterError(GsbpError):
+    """A parameter has an invalid value."""
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Any
+    type: str  # string | string_array | integer | double | double_array | bool
+    description: str
+    read_only: bool = True
+
+
+PARAMS: tuple[Param, ...] = (
+    # -- scene and views (read at start-up) --
+    Param(
+        "scene_path",
+        "",
+        "string",
+        "3D Gaussian Splatting scene: Inria-format .ply or gsplat checkpoint (.pt/.pth/.ckpt).",
+    ),
+    Param(
+        "cameras_path",
+        "",
+        "string",
+        "Views to back-project: COLMAP model folder (sparse/0) or nerfstudio transforms.json; "
+        "empty = orbit views generated around the scene.",
+    ),
+    Param("device", "auto", "string", "Torch device: auto, cpu or cuda (or cuda:N)."),
+    Param(
+        "feature_sources",
+        ["dinov2", "clip", "labels"],
+        "string_array",
+        "2D feature sources to back-project; a source that cannot load (no weights, no "
+        "label maps) is reported inactive in /diagnostics and the others still run.",
+    ),
+    Param(
+        "dinov2_model",
+        "facebook/dinov2-small",
+        "string",
+        "DINOv2 model: a local folder (save_pretrained) or a Hugging Face id in the local cache.",
+    ),
+    Param(
+        "clip_model",
+        "openai/clip-vit-base-patch16",
+        "string",
+        "CLIP model for text segmentation: a local folder or a cached Hugging Face id.",
+    ),
+    Param(
+        "label_maps_dir",
+        "",
+        "string",
+        "Folder of per-view label maps <image stem>.png|.npy for the 'labels' source.",
+    ),
+    Param(
+        "label_names",
+        [],
+        "string_array",
+        "Names of the label map values 1..L for the 'labels' source (value v -> names[v-1]).",
+    ),
+    Param(
+        "cache_dir",
+        "",
+        "string",
+        "Feature-field cache folder (safetensors keyed by scene, views, models); empty = none.",
+    ),
+    Param("max_views", 0, "integer", "Use at most this many views, spread evenly; 0 = all."),
+    Param("render_scale", 1.0, "double", "Render the views at this fraction of their size."),
+    Param(
+        "num_generated_views",
+        24,
+        "integer",
+        "Number of orbit views generated when cameras_path is empty.",
+    ),
+    Param(
+        "generated_view_size",
+        256,
+        "integer",
+        "Width and height in pixels of the generated orbit views.",
+    ),
+    Param(
+        "mode",
+        "expected",
+        "string",
+        "Back-projection: expected (weighted mean) or accumulated (weighted sum).",
+    ),
+    Param(
+        "feature_input_size",
+        448,
+        "integer",
+        "Input size in pixels of the feature models (DINOv2 / CLIP).",
+    ),
+    Param("raster_engine", "auto", "string", "Rasteriser for view weights: auto, torch, gsplat."),
+    Param(
+        "canonical_negatives",
+        True,
+        "bool",
+        "Text segmentation with no negatives compares against generic negatives "
+        "(object, things, stuff, texture).",
+    ),
+    Param(
+        "output_dir",
+        "/tmp/gsbp",
+        "string",
+        "SaveRegion writes only below this folder; relative request paths start here.",
+    ),
+    # -- frames --
+    Param("frame_id", "map", "string", "Frame of every published cloud, marker and response."),
+    Param(
+        "scene_to_frame.translation",
+        [0.0, 0.0, 0.0],
+        "double_array",
+        "Translation t of the scene-to-frame similarity p_frame = s * R p_scene + t.",
+    ),
+    Param(
+        "scene_to_frame.rotation",
+        [0.0, 0.0, 0.0, 1.0],
+        "double_array",
+        "Rotation R of the scene-to-frame similarity as a quaternion [x, y, z, w].",
+    ),
+    Param(
+        "scene_to_frame.scale",
+        1.0,
+        "double",
+        "Scale s of the scene-to-frame similarity (frame units per scene unit).",
+    ),
+    # -- requests and output (may change at run time) --
+    Param(
+        "default_k",
+        5,
+        "integer",
+        "Suggested k (neighbours) for TransferAffordance kNN requests; requests must set k >= 1.",
+        read_only=False,
+    ),
+    Param(
+        "clicked_point_threshold",
+        0.5,
+        "double",
+        "Score threshold of the point segmentation run for each /clicked_point (a single "
+        "positive point with no negatives would otherwise select everything).",
+        read_only=False,
+    ),
+    Param(
+        "publish_scene_cloud",
+        True,
+        "bool",
+        "Publish the whole scene (x y z rgb) once on ~/scene_cloud when ready.",
+    ),
+    Param(
+        "marker_scale",
+        0.01,
+        "double",
+        "Point size and line width of the markers, in frame units.",
+        read_only=False,
+    ),
+    Param(
+        "diagnostics_period",
+        1.0,
+        "double",
+        "Seconds between /diagnostics messages.",
+    ),
+)
+
+PARAMS_BY_NAME = {p.name: p for p in PARAMS}
+
+
+def _ros_type(kind: str):
+    from rclpy.parameter import Parameter
+
+    return {
+        "string": Parameter.Type.STRING,
+        "string_array": Parameter.Type.STRING_ARRAY,
+        "integer": Parameter.Type.INTEGER,
+        "double": Parameter.Type.DOUBLE,
+        "double_array": Parameter.Type.DOUBLE_ARRAY,
+        "bool": Parameter.Type.BOOL,
+    }[kind]
+
+
+def declare_parameters(node) -> None:
+    """Declare every parameter of :data:`PARAMS` on ``node`` with a ParameterDescriptor."""
+    from rcl_interfaces.msg import ParameterDescriptor
+
+    for p in PARAMS:
+        desc = ParameterDescriptor(
+            name=p.name,
+            type=_ros_type(p.type).value,
+            description=p.description,
+            read_only=p.read_only,
+        )
+        if isinstance(p.default, list) and not p.default:
+            node.declare_parameter(p.name, _ros_type(p.type), desc)  # unset = empty
+        else:
+            node.declare_parameter(p.name, p.default, desc)
+
+
+def read_parameters(node) -> dict[str, Any]:
+    """Current values of every parameter in the table (unset arrays -> [])."""
+    out: dict[str, Any] = {}
+    for p in PARAMS:
+        param = node.get_parameter_or(p.name, None)
+        value = None if param is None else param.value
+        if value is None:
+            value = [] if isinstance(p.default, list) else p.default
+        if isinstance(value, (tuple, list)) or hasattr(value, "tolist"):
+            value = list(value)
+        out[p.name] = value
+    return out
+
+
+def engine_config(values: dict[str, Any]):
+    """:class:`gsbp_ros.engine.EngineConfig` from the parameter values."""
+    from gsbp_ros.engine import EngineConfig
+
+    return EngineConfig(
+        scene_path=values["scene_path"],
+        cameras_path=values["cameras_path"],
+        device=values["device"],
+        feature_sources=list(values["feature_sources"]),
+        dinov2_model=values["dinov2_model"],
+        clip_model=values["clip_model"],
+        label_maps_dir=values["label_maps_dir"],
+        label_names=list(values["label_names"]),
+        cache_dir=values["cache_dir"],
+        max_views=int(values["max_views"]),
+        render_scale=float(values["render_scale"]),
+        num_generated_views=int(values["num_generated_views"]),
+        generated_view_size=int(values["generated_view_size"]),
+        mode=values["mode"],
+        feature_input_size=int(values["feature_input_size"]),
+        output_dir=values["output_dir"],
+        canonical_negatives=bool(values["canonical_negatives"]),
+        default_k=int(values["default_k"]),
+        engine=values["raster_engine"],
+    )
+
+
+def validate(values: dict[str, Any]) -> None:
+    """Checks that need no engine; raises :class:`ParameterError`."""
+    if values["mode"] not in ("expected", "accumulated"):
+        raise ParameterError(f"mode must be expected or accumulated, got {values['mode']!r}")
+    if values["render_scale"] <= 0:
+        raise ParameterError(f"render_scale must be positive, got {values['render_scale']}")
+    if values["diagnostics_period"] <= 0:
+        raise ParameterError("diagnostics_period must be positive")
+    if values["default_k"] < 1:
+        raise ParameterError(f"default_k must be at least 1, got {values['default_k']}")
+    if not values["frame_id"]:
+        raise ParameterError("frame_id must not be empty")
+
+
+def flatten_yaml(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (how ROS names nested YAML parameters)."""
+    out: dict[str, Any] = {}
+    for k, v in params.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten_yaml(v, name + "."))
+        else:
+            out[name] = v
+    return out
