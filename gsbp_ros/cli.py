@@ -6,6 +6,7 @@
     gsbp features    --scene S [--cameras C] --sources labels,dinov2,clip --out F.safetensors
     gsbp segment     --scene S ... --text mug [--negative table] [--out-ply P] [--png PNG]
     gsbp transfer    --scene S ... --images I1 I2 --masks M1 M2 --labels grasp,contain
+    gsbp overlay     --scene S --cameras C --indices sel.json --view I --out PNG
     gsbp bench       --out docs/benchmarks.md
     gsbp eval        --demo DIR                    IoU of text segmentation on the demo scene
 
@@ -277,6 +278,43 @@ def _write_overlay(engine, sel, png: str, view: str, args: argparse.Namespace) -
     print(f"  overlay of view {cam.name} ({int(mask.sum())} pixels) -> {png}")
 
 
+def cmd_overlay(args: argparse.Namespace) -> int:
+    """Tint the pixels where selected Gaussians dominate the render of one view."""
+    import torch
+
+    from gsbp_ros.overlay import color_for, overlay_mask, save_png
+    from gsbp_ros.raster import compute_view_weights, render_rgb
+    from gsbp_ros.scene import GaussianScene
+
+    scene = GaussianScene.load(args.scene)
+    cam = _pick_view(_load_cameras_or_orbit(scene, args.cameras, 24, 256), args.view)
+    if args.scale != 1.0:
+        cam = cam.scaled(args.scale)
+    doc = json.loads(Path(args.indices).read_text())
+    keys = _csv(args.key) or list(doc)
+    w = compute_view_weights(scene, cam)
+    rgb = render_rgb(scene, cam, weights=w, background=(1.0, 1.0, 1.0)).numpy()
+    # Wash out everything that is not selected so the selections stand out.
+    out = ((0.45 * rgb + 0.55) * 255 + 0.5).astype(np.uint8)
+    alpha = w.alpha()
+    for i, key in enumerate(keys):
+        if key not in doc:
+            raise GsbpError(f"{args.indices} has no selection {key!r} (has {', '.join(doc)})")
+        idx = np.asarray(doc[key] if isinstance(doc[key], list) else doc[key]["indices"])
+        if idx.size and (idx.min() < 0 or idx.max() >= scene.num_gaussians):
+            raise GsbpError(f"selection {key!r} has indices outside [0, {scene.num_gaussians})")
+        chosen = torch.zeros(scene.num_gaussians, 1)
+        chosen[torch.from_numpy(idx.astype(np.int64))] = 1.0
+        mask = ((w.render(chosen)[..., 0] > 0.5 * alpha) & (alpha > 0.5)).numpy()
+        full = (rgb * 255 + 0.5).astype(np.uint8)
+        out[mask] = overlay_mask(full, mask, color=color_for(i), alpha=0.8)[mask]
+        rgb255 = tuple(round(255 * c) for c in color_for(i))
+        print(f"  {key}: {int(mask.sum())} pixels in view {cam.name}, colour rgb{rgb255}")
+    save_png(out, args.out)
+    print(f"overlay -> {args.out}")
+    return 0
+
+
 def cmd_transfer(args: argparse.Namespace) -> int:
     from gsbp_ros.cameras import load_cameras
     from gsbp_ros.images import read_label_image, read_rgb_image
@@ -405,6 +443,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source-cameras", default="", help="poses of the sources in this scene")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_transfer)
+
+    p = sub.add_parser("overlay", help="tint selections (indices JSON) on a rendered view")
+    p.add_argument("--scene", required=True)
+    p.add_argument("--cameras", default="")
+    p.add_argument("--indices", required=True, help='JSON: {"name": [indices], ...}')
+    p.add_argument("--key", default="", help="comma list of selections to draw (default all)")
+    p.add_argument("--view", default="0")
+    p.add_argument("--scale", type=float, default=1.0, help="render at this times the size")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_overlay)
 
     p = sub.add_parser("bench", help="measure per-view speed; write a markdown table")
     p.add_argument("--out", default="")

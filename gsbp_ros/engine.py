@@ -389,6 +389,8 @@ class GsbpEngine:
     ) -> Selection:
         """Gaussians that resemble the ones at the positive points more than the negative ones.
 
+        With no negative points, the seen scene's mean feature is the negative.
+
         Args:
             positive: [P, 3] world points (P >= 1). negative: [Q, 3].
         """
@@ -411,18 +413,24 @@ class GsbpEngine:
             pos_q = point_prompt_queries(
                 means, feats, torch.from_numpy(positive).to(means), weights=weights
             )
-            neg_q = (
-                point_prompt_queries(
+            if negative.shape[0]:
+                neg_q = point_prompt_queries(
                     means, feats, torch.from_numpy(negative).to(means), weights=weights
                 )
-                if negative.shape[0]
-                else feats.new_zeros(0, feats.shape[1])
-            )
+                negatives = f"points({negative.shape[0]})"
+            else:
+                # The paper's rule needs a negative: without one every Gaussian would beat
+                # "nothing". The mean feature of the seen scene stands in for "everything
+                # else", so a lone click selects what resembles it more than the average.
+                neg_q = feats[weights > 0].mean(0, keepdim=True)
+                negatives = "scene mean"
             mask, scores = similarity_segment(
                 feats, pos_q, neg_q, threshold=threshold, seen=weights > 0
             )
             sel = self._selection(f"points({positive.shape[0]})", mask, scores)
-            sel.info.update({"source": source, "latency_s": time.monotonic() - t0})
+            sel.info.update(
+                {"source": source, "negatives": negatives, "latency_s": time.monotonic() - t0}
+            )
             self.last_selection = sel
             return sel
 

@@ -146,6 +146,12 @@ def test_point_segmentation_selects_the_clicked_object(engine, demo):
     mask = np.zeros(len(truth), bool)
     mask[sel.indices] = True
     assert iou(mask, truth == bowl) >= 0.9
+    # A lone click (no negatives) contrasts with the scene's mean feature, not with nothing.
+    lone = engine.segment_points(point[None], np.zeros((0, 3)), 0.0)
+    mask[:] = False
+    mask[lone.indices] = True
+    assert lone.info["negatives"] == "scene mean"
+    assert iou(mask, truth == bowl) >= 0.9
 
 
 def test_bad_requests_raise_query_errors_and_engine_keeps_serving(engine, demo):

@@ -36,6 +36,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import PointCloud2
 from visualization_msgs.msg import MarkerArray
 
+from gsbp_ros.fileio import atomic_write
 from gsbp_ros.nodes.conversions import (
     SceneToFrame,
     camera_to_info_pose,
@@ -97,8 +98,7 @@ def write_ply(path: Path, xyz: np.ndarray, rgb: np.ndarray) -> None:
         "property float x\nproperty float y\nproperty float z\n"
         "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
+    with atomic_write(path) as f:
         f.write(header.encode("ascii"))
         f.write(rec.tobytes())
 
@@ -235,9 +235,11 @@ def run(args: argparse.Namespace, node: Node, client: Client) -> dict:
     t = time.monotonic()
     seg = client.call(Segment, f"{target}/segment", req, args.timeout)
     record("segment", seg, time.monotonic() - t)
+    indices: dict[str, list[int]] = {}
     if seg.success:
         report["calls"]["segment"]["summary"] = summary_dict(seg.summary)
         cloud_to_ply(out / "segmented.ply", seg.cloud)
+        indices["segment"] = [int(i) for i in seg.indices]
 
     # 3. transfer affordance (lift with poses)
     cams, images, masks, labels = demo_views(Path(args.scene_dir), args.views)
@@ -258,6 +260,7 @@ def run(args: argparse.Namespace, node: Node, client: Client) -> dict:
         all_xyz, all_rgb = [], []
         for r in aff.regions:
             regions[r.name] = summary_dict(r.summary)
+            indices[f"affordance_{r.name}"] = [int(i) for i in r.indices]
             if r.cloud.width:
                 cloud_to_ply(out / f"affordance_{r.name}.ply", r.cloud)
                 pts = read_points(r.cloud)
@@ -294,11 +297,14 @@ def run(args: argparse.Namespace, node: Node, client: Client) -> dict:
         "markers": len(markers[-1].markers) if markers else 0,
     }
     report["success"] = all(c["success"] for c in report["calls"].values())
+    with atomic_write(out / "indices.json", "w") as f:
+        json.dump(indices, f)
     return report
 
 
 def write_reports(out: Path, report: dict) -> None:
-    (out / "summary.json").write_text(json.dumps(report, indent=2) + "\n")
+    with atomic_write(out / "summary.json", "w") as f:
+        f.write(json.dumps(report, indent=2) + "\n")
     lines = [
         "# gsbp demo client",
         "",
@@ -341,7 +347,8 @@ def write_reports(out: Path, report: dict) -> None:
         ]
     if "error" in report:
         lines += ["", f"Error: {report['error']}"]
-    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    with atomic_write(out / "summary.md", "w") as f:
+        f.write("\n".join(lines) + "\n")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -150,10 +150,11 @@ PARAMS: tuple[Param, ...] = (
     ),
     Param(
         "clicked_point_threshold",
-        0.5,
+        0.0,
         "double",
-        "Score threshold of the point segmentation run for each /clicked_point (a single "
-        "positive point with no negatives would otherwise select everything).",
+        "Extra score threshold (0 = none) of the point segmentation run for each "
+        "/clicked_point; without it a click selects what resembles the clicked Gaussians "
+        "more than the scene's mean feature.",
         read_only=False,
     ),
     Param(
