@@ -67,6 +67,17 @@ def cmd_demo_scene(args: argparse.Namespace) -> int:
     return 0
 
 
+def _floats(items: list[str], n: int, flag: str) -> np.ndarray:
+    """``["1,2,3", ...]`` -> [len, n] float64, with a clear error for anything else."""
+    try:
+        rows = [[float(v) for v in item.split(",")] for item in items]
+    except ValueError as exc:
+        raise GsbpError(f"{flag} takes {n} comma-separated numbers: {exc}") from exc
+    if any(len(r) != n for r in rows):
+        raise GsbpError(f"{flag} takes exactly {n} comma-separated numbers, got {items}")
+    return np.array(rows, dtype=np.float64).reshape(-1, n)
+
+
 def _load_cameras_or_orbit(scene, cameras: str, views: int, size: int):
     from gsbp_ros.cameras import cameras_for_scene, load_cameras
 
@@ -230,10 +241,13 @@ def cmd_segment(args: argparse.Namespace) -> int:
     if args.text:
         sel = engine.segment_text(_csv(args.text), _csv(args.negative), args.threshold)
     else:
-        pts = np.array([[float(v) for v in p.split(",")] for p in args.point], dtype=np.float64)
-        neg = np.array(
-            [[float(v) for v in p.split(",")] for p in args.negative_point], dtype=np.float64
-        ).reshape(-1, 3)
+        pts = _floats(args.point, 3, "--point").reshape(-1, 3)
+        neg = _floats(args.negative_point, 3, "--negative-point").reshape(-1, 3)
+        if args.pixel:
+            cam = _pick_view(engine.cameras, args.view)
+            pixels = _floats(args.pixel, 2, "--pixel").astype(np.int64)
+            pts = np.concatenate([pts, engine.pixels_to_points(cam, pixels)])
+            print(f"  pixels of view {cam.name} -> points {np.round(pts, 3).tolist()}")
         sel = engine.segment_points(pts, neg, args.threshold)
     print(
         f"segment {sel.name!r}: {sel.indices.size} of {engine.scene.num_gaussians} Gaussians "
@@ -423,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--text", default="", help="comma list of positive prompts")
     g.add_argument("--point", action="append", default=[], help="x,y,z (repeatable)")
+    g.add_argument("--pixel", action="append", default=[], help="u,v in --view (repeatable)")
     p.add_argument("--negative", default="", help="comma list of negative prompts")
     p.add_argument("--negative-point", action="append", default=[], help="x,y,z")
     p.add_argument("--threshold", type=float, default=0.0)
@@ -431,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cleanup", action="store_true", help="drop statistical outliers (open3d)")
     p.add_argument("--indices-out", default="")
     p.add_argument("--png", default="", help="overlay of the selection on a view")
-    p.add_argument("--view", default="0")
+    p.add_argument("--view", default="0", help="view for --png and --pixel (index or name)")
     p.set_defaults(func=cmd_segment)
 
     p = sub.add_parser("transfer", help="affordance transfer from annotated source images")

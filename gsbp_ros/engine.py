@@ -434,6 +434,29 @@ class GsbpEngine:
             self.last_selection = sel
             return sel
 
+    def pixels_to_points(self, camera: Camera, pixels: np.ndarray) -> np.ndarray:
+        """World points on the surfaces under pixels of a view (for pixel prompts).
+
+        Args:
+            camera: the view. pixels: [P, 2] integer (column, row).
+        Returns:
+            [P, 3] world points at the rendered expected depth Σ w z / Σ w.
+        """
+        from gsbp_ros.query import pixel_prompt_points
+        from gsbp_ros.raster import compute_view_weights
+
+        self._require_scene()
+        with self._lock:
+            scene = self.scene.to(self.device)
+            cam = camera.to_device(self.device)
+            w = compute_view_weights(scene, cam, engine=self.config.engine)
+            R, t = cam.world_to_cam[:3, :3], cam.world_to_cam[:3, 3]
+            z = (scene.means @ R.T + t)[:, 2:3]
+            alpha = w.alpha()
+            depth = w.render(z)[..., 0] / alpha.clamp_min(1e-8)
+            pts = pixel_prompt_points(camera, pixels, depth.cpu(), alpha=alpha.cpu())
+            return pts.cpu().numpy().astype(np.float64)
+
     def transfer_affordance(
         self,
         images: list[np.ndarray],

@@ -306,3 +306,37 @@ def test_segment_errors_are_one_line(demo_dir, capsys):
     assert "positive" in capsys.readouterr().err
     rc = main(["segment", *_demo_args(demo_dir), "--text", "mug", "--out-ply", "/etc/x.ply"])
     assert rc == 2 and "outside" in capsys.readouterr().err
+
+
+def test_pixel_prompt_selects_the_clicked_object(demo_dir):
+    import json
+
+    from gsbp_ros.cameras import load_cameras
+    from gsbp_ros.evaluate import iou
+    from gsbp_ros.images import read_label_image
+
+    cam = load_cameras(demo_dir / "sparse" / "0")[3]
+    objects = read_label_image(demo_dir / "labels" / "objects" / f"{cam.stem}.png")
+    rows, cols = np.nonzero(objects == 3)  # the bowl (object 2, stored as 2 + 1)
+    pick = np.argsort((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2)[0]
+    u, v = int(cols[pick]), int(rows[pick])
+    out = demo_dir / "bowl_click.json"
+    rc = main(
+        [
+            "segment",
+            *_demo_args(demo_dir),
+            "--pixel",
+            f"{u},{v}",
+            "--view",
+            cam.stem,
+            "--indices-out",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    idx = np.array(json.loads(out.read_text())["indices"])
+    truth = np.load(demo_dir / "labels.npy") == 2
+    mask = np.zeros(truth.size, bool)
+    mask[idx] = True
+    assert iou(mask, truth) >= 0.9
+    assert main(["segment", *_demo_args(demo_dir), "--pixel", "1,2,3"]) == 2
