@@ -222,30 +222,22 @@ class GsbpEngine:
 
         cfg = self.config
         inactive: dict[str, str] = {}
+        models = {"dinov2": cfg.dinov2_model, "clip": cfg.clip_model}
         for name in cfg.feature_sources:
             try:
-                if name == "dinov2":
-                    src = make_source(
-                        "dinov2",
-                        model=cfg.dinov2_model,
-                        input_size=cfg.feature_input_size,
-                        device=self.device,
-                    )
-                elif name == "clip":
-                    src = make_source(
-                        "clip",
-                        model=cfg.clip_model,
-                        input_size=cfg.feature_input_size,
-                        device=self.device,
-                    )
+                if name in models:
+                    options = {
+                        "model": models[name],
+                        "input_size": cfg.feature_input_size,
+                        "device": self.device,
+                    }
                 elif name == "labels":
                     if not cfg.label_maps_dir or not cfg.label_names:
                         raise FeatureError("label_maps_dir and label_names are not set")
-                    src = make_source(
-                        "labels", folder=cfg.label_maps_dir, label_names=list(cfg.label_names)
-                    )
+                    options = {"folder": cfg.label_maps_dir, "label_names": list(cfg.label_names)}
                 else:
-                    src = make_source(name)
+                    options = {}
+                src = make_source(name, **options)
             except GsbpError as exc:
                 inactive[name] = str(exc)
                 self._log(f"feature source {name!r} inactive: {exc}")
@@ -398,7 +390,7 @@ class GsbpEngine:
 
         self.check_ready()
         positive = _points(positive, "positive")
-        negative = _points(negative, "negative", allow_empty=True)
+        negative = _points(negative, "negative")
         if positive.shape[0] == 0:
             raise QueryError("segment_points needs at least one positive point")
         _check_threshold(threshold)
@@ -601,10 +593,13 @@ def _check_threshold(threshold: float) -> None:
         raise QueryError(f"threshold must lie in [0, 1] (0 = none), got {threshold}")
 
 
-def _points(points: np.ndarray, what: str, *, allow_empty: bool = False) -> np.ndarray:
-    arr = (
-        np.asarray(points, dtype=np.float64).reshape(-1, 3) if np.size(points) else np.zeros((0, 3))
-    )
+def _points(points: np.ndarray, what: str) -> np.ndarray:
+    """[P, 3] float64 points (P may be 0); QueryError for any other shape or non-finite values."""
+    arr = np.asarray(points, dtype=np.float64)
+    if arr.size == 0:
+        return np.zeros((0, 3))
+    if arr.ndim != 2 or arr.shape[1] != 3:
+        raise QueryError(f"{what} points must have shape [P, 3], got {list(arr.shape)}")
     if not np.isfinite(arr).all():
         raise QueryError(f"{what} points contain NaN or Inf")
     return arr
