@@ -359,3 +359,45 @@ def weights_fingerprint(ref: ModelRef) -> dict[str, str]:
     for path in files:
         h.update(path.name.encode() + b"\0" + sha256_file(path).encode() + b"\n")
     return {"weights_sha256": h.hexdigest()}
+
+
+class PatchExtractor:
+    """What every ViT patch-feature extractor shares: ONE preprocessing for scene renders and
+    source photos alike (the reference code normalised one and not the other), the token grid,
+    and a cache key from the weights. Subclasses set ``ref``, ``device``, ``dtype``,
+    ``patch_size``, ``input_size``, ``mean``, ``std`` in their constructor.
+    """
+
+    ref: ModelRef
+    device: torch.device
+    dtype: torch.dtype
+    patch_size: int
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    _fingerprint: dict[str, str] | None = None
+
+    def grid_size(self, height: int, width: int) -> tuple[int, int]:
+        """Token grid (h, w) for an image of ``height`` x ``width`` pixels."""
+        return patch_grid(height, width, input_size=self.input_size, patch_size=self.patch_size)
+
+    def preprocess(self, images: Tensor) -> Tensor:
+        """[B, H, W, 3] float in 0..1 (any device) -> [B, 3, h*p, w*p] normalised pixels on
+        the model's device and dtype, where (h, w) = :meth:`grid_size` (H, W), p the patch."""
+        images = check_images(images)
+        h, w = self.grid_size(images.shape[1], images.shape[2])
+        x = images.to(device=self.device, dtype=torch.float32)
+        size = (h * self.patch_size, w * self.patch_size)
+        return resize_normalize(x, size, self.mean, self.std).to(self.dtype)
+
+    def _model_key(self) -> dict[str, str]:
+        if self._fingerprint is None:  # hashing a local checkpoint reads it once
+            self._fingerprint = weights_fingerprint(self.ref)
+        return {
+            "model": self.ref.spec,
+            **self._fingerprint,
+            "input_size": str(self.input_size),
+            "mean": ",".join(f"{v:g}" for v in self.mean),
+            "std": ",".join(f"{v:g}" for v in self.std),
+            "dtype": str(self.dtype).removeprefix("torch."),
+        }

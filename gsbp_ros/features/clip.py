@@ -30,17 +30,14 @@ from gsbp_ros.camera import Camera
 from gsbp_ros.errors import FeatureError
 from gsbp_ros.features.base import (
     FeatureSource,
+    PatchExtractor,
     as_dtype,
-    check_images,
     check_rgb,
     hub_offline,
     load_pretrained,
     norm_stats,
-    patch_grid,
-    resize_normalize,
     resolve_model,
     to_device,
-    weights_fingerprint,
 )
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch16"
@@ -54,7 +51,7 @@ def _pooled(out: object) -> Tensor:
     return out if isinstance(out, Tensor) else out.pooler_output  # type: ignore[attr-defined]
 
 
-class ClipDense:
+class ClipDense(PatchExtractor):
     """Dense CLIP image features (MaskCLIP) and text embeddings in the same space.
 
     Args:
@@ -123,21 +120,8 @@ class ClipDense:
         self.model = to_device(net, self.device, self.dtype, what="CLIP")
         self._text_cache: OrderedDict[str, Tensor] = OrderedDict()
         self._text_cache_size = max(0, int(text_cache_size))
-        self._fingerprint: dict[str, str] | None = None
 
     # --- images ---------------------------------------------------------------------------
-
-    def grid_size(self, height: int, width: int) -> tuple[int, int]:
-        """Token grid (h, w) for an image of ``height`` x ``width`` pixels."""
-        return patch_grid(height, width, input_size=self.input_size, patch_size=self.patch_size)
-
-    def preprocess(self, images: Tensor) -> Tensor:
-        """[B, H, W, 3] in 0..1 -> [B, 3, h*p, w*p] normalised on the model's device/dtype."""
-        images = check_images(images)
-        h, w = self.grid_size(images.shape[1], images.shape[2])
-        x = images.to(device=self.device, dtype=torch.float32)
-        size = (h * self.patch_size, w * self.patch_size)
-        return resize_normalize(x, size, self.mean, self.std).to(self.dtype)
 
     def last_layer_input(self, pixels: Tensor) -> Tensor:
         """Tokens entering the last vision layer: [B, 1 + h*w, Cv] (CLS first)."""
@@ -240,17 +224,7 @@ class ClipDense:
         return F.normalize(emb.mean(dim=1), dim=-1)
 
     def cache_key(self) -> dict[str, str]:
-        if self._fingerprint is None:
-            self._fingerprint = weights_fingerprint(self.ref)
-        return {
-            "model": self.ref.spec,
-            **self._fingerprint,
-            "method": "maskclip-v",
-            "input_size": str(self.input_size),
-            "mean": ",".join(f"{v:g}" for v in self.mean),
-            "std": ",".join(f"{v:g}" for v in self.std),
-            "dtype": str(self.dtype).removeprefix("torch."),
-        }
+        return {**self._model_key(), "method": "maskclip-v"}
 
 
 class ClipSource(FeatureSource):

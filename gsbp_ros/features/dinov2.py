@@ -14,16 +14,13 @@ from gsbp_ros.camera import Camera
 from gsbp_ros.errors import FeatureError
 from gsbp_ros.features.base import (
     FeatureSource,
+    PatchExtractor,
     as_dtype,
-    check_images,
     check_rgb,
     load_pretrained,
     norm_stats,
-    patch_grid,
-    resize_normalize,
     resolve_model,
     to_device,
-    weights_fingerprint,
 )
 
 DEFAULT_MODEL = "facebook/dinov2-small"
@@ -31,7 +28,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class Dinov2Extractor:
+class Dinov2Extractor(PatchExtractor):
     """Dense DINOv2 features: one L2-normalised vector per patch.
 
     Args:
@@ -85,27 +82,6 @@ class Dinov2Extractor:
         self.dim: int = int(cfg.hidden_size)
         self.mean, self.std = norm_stats(self.ref, (IMAGENET_MEAN, IMAGENET_STD))
         self.model = to_device(net, self.device, self.dtype, what="DINOv2")
-        self._fingerprint: dict[str, str] | None = None
-
-    def grid_size(self, height: int, width: int) -> tuple[int, int]:
-        """Token grid (h, w) for an image of ``height`` x ``width`` pixels."""
-        return patch_grid(height, width, input_size=self.input_size, patch_size=self.patch_size)
-
-    def preprocess(self, images: Tensor) -> Tensor:
-        """The one preprocessing used for scene renders and source photos alike.
-
-        Args:
-            images: [B, H, W, 3] float in 0..1 (any device).
-
-        Returns:
-            [B, 3, h*p, w*p] normalised pixels on the model's device and dtype, where
-            (h, w) = :meth:`grid_size` (H, W) and p the patch size.
-        """
-        images = check_images(images)
-        h, w = self.grid_size(images.shape[1], images.shape[2])
-        x = images.to(device=self.device, dtype=torch.float32)
-        size = (h * self.patch_size, w * self.patch_size)
-        return resize_normalize(x, size, self.mean, self.std).to(self.dtype)
 
     @torch.no_grad()  # not inference_mode: callers may use the maps in autograd graphs
     def extract(self, images: Tensor) -> Tensor:
@@ -132,16 +108,7 @@ class Dinov2Extractor:
         return F.normalize(tokens, dim=-1)
 
     def cache_key(self) -> dict[str, str]:
-        if self._fingerprint is None:  # hashing a local checkpoint reads it once
-            self._fingerprint = weights_fingerprint(self.ref)
-        return {
-            "model": self.ref.spec,
-            **self._fingerprint,
-            "input_size": str(self.input_size),
-            "mean": ",".join(f"{v:g}" for v in self.mean),
-            "std": ",".join(f"{v:g}" for v in self.std),
-            "dtype": str(self.dtype).removeprefix("torch."),
-        }
+        return self._model_key()
 
 
 class Dinov2Source(FeatureSource):
