@@ -34,8 +34,8 @@ def evaluate_demo(args: argparse.Namespace) -> int:
         raise GsbpError(f"{demo} is not a demo scene folder (no names.json); run gsbp demo-scene")
     names = json.loads(names_file.read_text())
     objects, parts = list(names["objects"]), list(names["parts"])
-    obj_truth = np.load(demo / "labels.npy")
-    part_truth = np.load(demo / "part_labels.npy")
+    obj_truth = np.load(demo / "labels.npy", allow_pickle=False)
+    part_truth = np.load(demo / "part_labels.npy", allow_pickle=False)
     engine = GsbpEngine(
         EngineConfig(
             scene_path=str(demo / "scene.ply"),
