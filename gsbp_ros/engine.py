@@ -100,6 +100,11 @@ class GsbpEngine:
         self.field: FeatureField | None = None
         self.device = torch.device("cpu")
         self.last_selection: Selection | None = None
+        # Device copies made once at start-up: per-request transfers of an [N, C] field
+        # would dominate query latency on a GPU.
+        self._scene_dev: GaussianScene | None = None
+        self._features: dict[str, torch.Tensor] = {}
+        self._weights: dict[str, torch.Tensor] = {}
 
     # -- status -------------------------------------------------------------------------------
     def status(self) -> EngineStatus:
@@ -157,6 +162,7 @@ class GsbpEngine:
         self._set(state="loading", message=f"loading scene {cfg.scene_path}")
         self.device = resolve_device(cfg.device)
         self.scene = GaussianScene.load(cfg.scene_path)
+        self._scene_dev = self.scene.to(self.device)
         self._set(num_gaussians=self.scene.num_gaussians)
         if cfg.cameras_path:
             cams = load_cameras(cfg.cameras_path)
@@ -213,6 +219,8 @@ class GsbpEngine:
             expected_sources=list(self.sources),
             num_gaussians=self.scene.num_gaussians,
         )
+        self._features = {k: v.to(self.device) for k, v in self.field.features.items()}
+        self._weights = {k: v.to(self.device) for k, v in self.field.weights.items()}
         self._set(cache_hit=hit, views_done=total)
         if hit:
             self._log(f"loaded feature field from cache ({cfg.cache_dir})")
@@ -334,8 +342,8 @@ class GsbpEngine:
         with self._lock:
             t0 = time.monotonic()
             source, pos_q, neg_q, negative = self._text_queries(positive, negative)
-            feats = self.field.features[source].to(self.device)
-            seen = self.field.seen(source).to(self.device)
+            feats = self._features[source]
+            seen = self._weights[source] > 0
             mask, scores = similarity_segment(
                 feats, pos_q.to(feats), neg_q.to(feats), threshold=threshold, seen=seen
             )
@@ -367,10 +375,10 @@ class GsbpEngine:
         _check_threshold(threshold)
         with self._lock:
             source, pos_q, neg_q, _ = self._text_queries(positive, negative)
-            scene = self.scene.to(self.device)
+            scene = self._scene_dev
             cam = camera.to_device(self.device)
             w = compute_view_weights(scene, cam, engine=self.config.engine)
-            feats = self.field.features[source].to(self.device)
+            feats = self._features[source]
             rendered = w.render(feats)
             mask = mask_2d(rendered, pos_q.to(feats), neg_q.to(feats), threshold, w.alpha())
             rgb = render_rgb(scene, cam, weights=w, background=(1.0, 1.0, 1.0))
@@ -399,9 +407,9 @@ class GsbpEngine:
             source = next((s for s in ("dinov2", "clip", "labels") if s in self.sources), None)
             if source is None or self.field is None:
                 raise QueryError("point segmentation needs an active feature source; none is")
-            feats = self.field.features[source].to(self.device)
-            means = self.scene.means.to(self.device)
-            weights = self.field.weights[source].to(self.device)
+            feats = self._features[source]
+            means = self._scene_dev.means
+            weights = self._weights[source]
             pos_q = point_prompt_queries(
                 means, feats, torch.from_numpy(positive).to(means), weights=weights
             )
@@ -439,7 +447,7 @@ class GsbpEngine:
 
         self._require_scene()
         with self._lock:
-            scene = self.scene.to(self.device)
+            scene = self._scene_dev
             cam = camera.to_device(self.device)
             w = compute_view_weights(scene, cam, engine=self.config.engine)
             R, t = cam.world_to_cam[:3, :3], cam.world_to_cam[:3, 3]
@@ -481,11 +489,11 @@ class GsbpEngine:
             else:
                 self._need("dinov2", "affordance transfer by kNN")
                 src_feats, src_labels = self._source_patches(images, masks)
-                target = self.field.features["dinov2"].to(self.device)
+                target = self._features["dinov2"]
                 lab, conf = knn_transfer(
                     target, src_feats.to(target), src_labels.to(target.device), k=k
                 )
-                unseen = ~self.field.seen("dinov2").to(lab.device)
+                unseen = ~(self._weights["dinov2"] > 0).to(lab.device)
                 lab[unseen] = -1
                 conf[unseen] = 0.0
                 mode = "knn"
@@ -508,7 +516,7 @@ class GsbpEngine:
         n = self.scene.num_gaussians
         votes = torch.zeros(n, num_labels, dtype=torch.float64, device=self.device)
         total = torch.zeros(n, dtype=torch.float64, device=self.device)
-        scene = self.scene.to(self.device)
+        scene = self._scene_dev
         for mask, cam in zip(masks, cameras):
             w = compute_view_weights(scene, cam.to_device(self.device), engine=self.config.engine)
             m = torch.from_numpy(mask.astype(np.int64)).to(self.device)
