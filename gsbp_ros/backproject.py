@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from gsbp_ros.camera import Camera
-from gsbp_ros.errors import FeatureError
+from gsbp_ros.errors import CameraError, FeatureError
 from gsbp_ros.field import FeatureField
 from gsbp_ros.scene import GaussianScene
 
@@ -127,44 +127,33 @@ def backproject(
         normalize: L2-normalise the per-Gaussian features.
         device: where the weights and accumulators live.
         engine: raster engine ("auto", "torch", "gsplat").
-        render_scale: renders at ``render_scale`` times each camera's resolution.
+        render_scale: renders at ``render_scale`` (> 0) times each camera's resolution.
+        background: RGB in 0..1 behind the renders given to sources with ``needs_rgb``.
         progress: called as ``progress(views_done, views_total, eta_seconds)``.
         rank, world_size: shard the views over a torch.distributed group.
+        meta: extra JSON-serialisable entries for ``FeatureField.meta``.
     Returns:
         FeatureField with ``features[name] [N, C]`` and ``weights[name] [N]``, full length N.
     """
-    from gsbp_ros.raster import compute_view_weights, render_rgb
-
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if not sources:
         raise FeatureError("no feature sources to back-project")
     if not cameras:
         raise FeatureError("no cameras to back-project from")
+    if not render_scale > 0:
+        raise CameraError(f"render_scale must be positive, got {render_scale}")
     device = torch.device(device)
     scene_dev = scene.to(device)
     my_views = list(cameras)[rank::world_size]
     acc = Accumulators(scene.num_gaussians, device)
     missing: dict[str, list[str]] = {name: [] for name in sources}
-    needs_rgb = any(getattr(s, "needs_rgb", False) for s in sources.values())
     bg = torch.tensor(background, dtype=torch.float32, device=device)
     t0 = time.monotonic()
     for i, cam in enumerate(my_views):
         view = cam.scaled(render_scale) if render_scale != 1.0 else cam
-        weights = compute_view_weights(scene_dev, view.to_device(device), engine=engine)
-        rgb = None
-        if needs_rgb:
-            rgb = render_rgb(scene_dev, view, weights=weights, background=bg)
-        wsum = None
-        for name, source in sources.items():
-            fmap = source.view_features(view, rgb)
-            if fmap is None:
-                missing[name].append(cam.name)
-                continue
-            fmap = _check_feature_map(fmap, name, cam.name).to(device)
-            if wsum is None:
-                wsum = weights.weight_sum()
-            acc.add(name, weights.backproject(fmap), wsum)
+        for name in _add_view(acc, scene_dev, view, sources, engine=engine, background=bg):
+            missing[name].append(cam.name)
         if progress is not None:
             done = i + 1
             elapsed = time.monotonic() - t0
@@ -181,10 +170,13 @@ def backproject(
             )
     if world_size > 1:
         _share_channel_counts(acc, list(sources), device)
-        acc.all_reduce(list(sources))
+    # Checked before the all-reduce, which needs every source's accumulator; after
+    # _share_channel_counts the set of empty sources is the same on every rank.
     empty = [name for name in sources if name not in acc.sums]
     if empty:
         raise FeatureError(f"source(s) {', '.join(empty)} had no feature map for any view")
+    if world_size > 1:
+        acc.all_reduce(list(sources))
     features = {
         n: finalize(acc.sums[n], acc.weights[n], mode=mode, normalize=normalize) for n in sources
     }
@@ -203,6 +195,40 @@ def backproject(
         weights={n: t.cpu() for n, t in weight_out.items()},
         meta={"sources": field_meta, **(dict(meta) if meta else {})},
     )
+
+
+def _add_view(
+    acc: Accumulators,
+    scene: GaussianScene,
+    view: Camera,
+    sources: Mapping[str, object],
+    *,
+    engine: str,
+    background: Tensor,
+) -> list[str]:
+    """Back-project every source's map of one view into ``acc``.
+
+    One set of weights (and one RGB render if any source needs it) serves all sources. A
+    function of its own so that the view's weights are freed before the next view's are
+    computed. Returns the sources that had no map for this view.
+    """
+    from gsbp_ros.raster import compute_view_weights, render_rgb
+
+    weights = compute_view_weights(scene, view.to_device(acc.device), engine=engine)
+    rgb = None
+    if any(getattr(s, "needs_rgb", False) for s in sources.values()):
+        rgb = render_rgb(scene, view, weights=weights, background=background)
+    missing, wsum = [], None
+    for name, source in sources.items():
+        fmap = source.view_features(view, rgb)
+        if fmap is None:
+            missing.append(name)
+            continue
+        fmap = _check_feature_map(fmap, name, view.name).to(acc.device)
+        if wsum is None:
+            wsum = weights.weight_sum()
+        acc.add(name, weights.backproject(fmap), wsum)
+    return missing
 
 
 def _share_channel_counts(acc: Accumulators, names: list[str], device: torch.device) -> None:
@@ -265,7 +291,7 @@ class NpyFeatureMaps:
             return None
         try:
             arr = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, EOFError) as exc:  # EOFError: an empty file
             raise FeatureError(f"cannot read feature map {path}: {exc}") from exc
         if arr.ndim != 3:
             raise FeatureError(f"feature map {path} must be [H, W, C], got shape {list(arr.shape)}")

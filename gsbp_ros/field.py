@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from torch import Tensor
 
 from gsbp_ros.camera import Camera
 from gsbp_ros.errors import FeatureError
-from gsbp_ros.fileio import atomic_write, sha256_file
+from gsbp_ros.fileio import atomic_path, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class FeatureField:
     # -- storage ------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         """Write atomically as safetensors."""
-        from safetensors.torch import save
+        from safetensors.torch import save_file
 
         tensors: dict[str, Tensor] = {}
         for name in self.features:
@@ -77,9 +78,12 @@ class FeatureField:
             tensors[f"features{suffix}"] = self.features[name].contiguous().to(torch.float32)
             tensors[f"weight{suffix}"] = self.weights[name].contiguous().to(torch.float32)
         meta = {"gsbp": json.dumps({"version": FORMAT_VERSION, **self.meta}, sort_keys=True)}
-        data = save(tensors, metadata=meta)
-        with atomic_write(path) as f:
-            f.write(data)
+        # save_file streams the tensors to disk; safetensors' save() would first build the
+        # whole file as one bytes object (as large as the field itself).
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
+            with open(tmp, "rb+") as f:  # durable before it replaces the old file
+                os.fsync(f.fileno())
 
     @classmethod
     def load(cls, path: str | Path) -> FeatureField:
@@ -101,6 +105,8 @@ class FeatureField:
             meta = json.loads(header.get("gsbp", "{}"))
         except json.JSONDecodeError as exc:
             raise FeatureError(f"feature field {path} has corrupt metadata: {exc}") from exc
+        if not isinstance(meta, dict):
+            raise FeatureError(f"feature field {path} has corrupt metadata: not a JSON object")
         features: dict[str, Tensor] = {}
         weights: dict[str, Tensor] = {}
         for key, t in tensors.items():

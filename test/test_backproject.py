@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from gsbp_ros.backproject import backproject
+from gsbp_ros.backproject import NpyFeatureMaps, backproject
 from gsbp_ros.camera import Camera
-from gsbp_ros.errors import FeatureError
+from gsbp_ros.errors import CameraError, FeatureError
 from gsbp_ros.raster.reference import reference_weights
 from gsbp_ros.scene import GaussianScene
 
@@ -161,8 +162,25 @@ def _dist_worker(rank: int, world: int, port: int, out: str) -> None:
         field = backproject(
             scene, cams, {"f": MapSource(maps)}, engine="torch", rank=rank, world_size=world
         )
+        # A source with no map on any rank is one clear error on every rank (not a KeyError
+        # in the all-reduce, nor a hang).
+        try:
+            backproject(
+                scene,
+                cams,
+                {"f": MapSource(maps), "none": MapSource({})},
+                engine="torch",
+                rank=rank,
+                world_size=world,
+            )
+            error = ""
+        except FeatureError as exc:
+            error = str(exc)
         if rank == 0:
-            torch.save({"features": field.features["f"], "weight": field.weights["f"]}, out)
+            torch.save(
+                {"features": field.features["f"], "weight": field.weights["f"], "error": error},
+                out,
+            )
     finally:
         dist.destroy_process_group()
 
@@ -185,3 +203,23 @@ def test_two_gloo_ranks_equal_one_process(tmp_path):
     single = backproject(scene, cams, {"f": MapSource(maps)}, engine="torch")
     torch.testing.assert_close(sharded["weight"], single.weights["f"], atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(sharded["features"], single.features["f"], atol=1e-5, rtol=1e-5)
+    assert "none had no feature map for any view" in sharded["error"]
+
+
+def test_render_scale_must_be_positive():
+    with pytest.raises(CameraError, match="render_scale"):
+        backproject(random_scene(), cameras(), {"f": MapSource({})}, render_scale=0.0)
+
+
+def test_npy_maps_unreadable_files_are_feature_errors(tmp_path):
+    cam = cameras(1)[0]
+    (tmp_path / f"{cam.stem}.npy").write_bytes(b"")  # e.g. an interrupted export
+    maps = NpyFeatureMaps(tmp_path)
+    with pytest.raises(FeatureError, match="cannot read feature map"):
+        maps.view_features(cam, None)
+    np.save(tmp_path / f"{cam.stem}.npy", np.zeros((3, 4, 2), dtype=np.int32))
+    with pytest.raises(FeatureError, match="must be float"):
+        maps.view_features(cam, None)
+    np.save(tmp_path / f"{cam.stem}.npy", np.ones((3, 4, 2), dtype=">f8"))
+    fmap = maps.view_features(cam, None)
+    assert fmap.dtype == torch.float32 and torch.equal(fmap, torch.ones(3, 4, 2))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -48,10 +49,11 @@ def test_failed_save_keeps_previous_file(tmp_path, monkeypatch):
     before = path.read_bytes()
     import safetensors.torch
 
-    def boom(*a, **k):
+    def boom(tensors, filename, *a, **k):
+        Path(filename).write_bytes(b"half a file")  # the write fails part-way
         raise OSError("disk full")
 
-    monkeypatch.setattr(safetensors.torch, "save", boom)
+    monkeypatch.setattr(safetensors.torch, "save_file", boom)
     with pytest.raises(OSError):
         _field(seed=2).save(path)
     assert path.read_bytes() == before
@@ -66,6 +68,15 @@ def test_load_rejects_garbage(tmp_path, payload):
     path = tmp_path / "bad.safetensors"
     path.write_bytes(payload)
     with pytest.raises(FeatureError, match="not a valid safetensors"):
+        FeatureField.load(path)
+
+
+def test_load_rejects_metadata_that_is_not_an_object(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "f.safetensors"
+    save_file({"features": torch.zeros(2, 3), "weight": torch.ones(2)}, str(path), {"gsbp": "[1]"})
+    with pytest.raises(FeatureError, match="corrupt metadata"):
         FeatureField.load(path)
 
 

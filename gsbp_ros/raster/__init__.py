@@ -14,6 +14,7 @@ else torch.
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from gsbp_ros.camera import Camera
@@ -62,8 +63,14 @@ def resolve_engine(engine: str, scene: GaussianScene) -> str:
     if scene.device.type == "cuda":
         if gsplat_available():
             return "gsplat"
-        _log.warning("scene is on CUDA but gsplat's kernels do not load: using the torch engine")
+        _warn_no_gsplat()
     return "torch"
+
+
+@functools.cache
+def _warn_no_gsplat() -> None:
+    """Once per process: ``resolve_engine`` runs for every view."""
+    _log.warning("scene is on CUDA but gsplat's kernels do not load: using the torch engine")
 
 
 def compute_view_weights(

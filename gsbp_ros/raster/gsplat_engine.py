@@ -23,6 +23,8 @@ a term the other drops (a difference up to ~alpha * T of that term).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -38,10 +40,13 @@ class EngineUnavailableError(GsbpError):
     """The requested raster engine cannot run here (no CUDA device, gsplat missing)."""
 
 
+@functools.cache
 def gsplat_available() -> bool:
     """True when a CUDA device is present and gsplat's CUDA kernels load.
 
     The first call may JIT-compile gsplat's extension (minutes) when no prebuilt one exists.
+    Cached: it is asked once per view, and a failed compile raises out of the import, which
+    Python does not cache, so every call would start the compile again.
     """
     if not torch.cuda.is_available():
         return False
@@ -162,7 +167,11 @@ class GsplatViewWeights(ViewWeights):
                 )[0].permute(1, 2, 0)
             # The gradient does not depend on X (the render is linear in it): zeros will do.
             x = torch.zeros(
-                self.num_gaussians, chunk.shape[-1], device=self.device, requires_grad=True
+                self.num_gaussians,
+                chunk.shape[-1],
+                device=self.device,
+                dtype=torch.float32,
+                requires_grad=True,
             )
             with torch.enable_grad():
                 render = self.rasterize(x)[0]
@@ -172,7 +181,7 @@ class GsplatViewWeights(ViewWeights):
 
     def weight_sum(self) -> Tensor:
         if self._weight_sum is None:
-            ones = torch.ones(self.height, self.width, 1, device=self.device)
+            ones = torch.ones(self.height, self.width, 1, device=self.device, dtype=torch.float32)
             self._weight_sum = self.backproject(ones)[:, 0]
         return self._weight_sum
 
@@ -180,6 +189,6 @@ class GsplatViewWeights(ViewWeights):
         """[H, W] gsplat's ``1 - T_final``: equals ``sum_k w_k(p)`` up to float rounding."""
         if self._alpha is None:
             with torch.no_grad():
-                zeros = torch.zeros(self.num_gaussians, 1, device=self.device)
+                zeros = torch.zeros(self.num_gaussians, 1, device=self.device, dtype=torch.float32)
                 self._alpha = self.rasterize(zeros)[1][..., 0]
         return self._alpha

@@ -79,8 +79,14 @@ class Projected:
 
         Zero where the opacity is below the threshold.
         """
-        log_ratio = torch.log(self.opacities.clamp_min(1e-30) / ALPHA_THRESHOLD)
-        return torch.sqrt(2.0 * log_ratio.clamp_min(0.0))
+        return alpha_extent(self.opacities)
+
+
+def alpha_extent(opacities: Tensor) -> Tensor:
+    """[N] ``sqrt(2 ln(255 o))`` for opacities [N], 0 where ``o < 1/255``: beyond this
+    Mahalanobis distance ``o exp(-d^2 / 2)`` stays below the alpha threshold."""
+    log_ratio = torch.log(opacities.clamp_min(1e-30) / ALPHA_THRESHOLD)
+    return torch.sqrt(2.0 * log_ratio.clamp_min(0.0))
 
 
 def quat_scale_to_covar(quats: Tensor, scales: Tensor) -> Tensor:
@@ -188,9 +194,7 @@ def project_gaussians(
     if rasterize_mode == "antialiased":
         opacities = opacities * torch.sqrt((det_orig / safe_det).clamp_min(0.0))
 
-    extend = torch.sqrt(
-        2.0 * torch.log(opacities.clamp_min(1e-30) / ALPHA_THRESHOLD).clamp_min(0.0)
-    ).clamp_max(3.33)
+    extend = alpha_extent(opacities).clamp_max(3.33)
     radius_x = torch.ceil(extend * torch.sqrt(cxx.clamp_min(0.0)))
     radius_y = torch.ceil(extend * torch.sqrt(cyy.clamp_min(0.0)))
     inside = (

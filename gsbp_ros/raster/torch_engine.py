@@ -273,11 +273,10 @@ class SparseViewWeights(ViewWeights):
         Cached per size: every feature map of this view at that size reuses it.
         """
         key = (int(in_height), int(in_width))
+        if key == (self.height, self.width):
+            return self._gaussian_major()
         if key not in self._folded:
-            if key == (self.height, self.width):
-                self._folded[key] = self._gaussian_major()
-            else:
-                self._folded[key] = self._fold(*key)
+            self._folded[key] = self._fold(*key)
         return self._folded[key]
 
     def _gaussian_major(self) -> Tensor:
