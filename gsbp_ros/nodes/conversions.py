@@ -9,7 +9,8 @@ Pure functions (numpy + message classes, no node, no rclpy executor): unit-teste
 - sensor_msgs/Image: :func:`image_to_numpy`, :func:`image_to_rgb`, :func:`image_to_mask`
   with encoding / step / size checks, and :func:`numpy_to_image`.
 - CameraInfo + Pose <-> :class:`gsbp_ros.camera.Camera`.
-- Selection / RegionSummary -> ``gsbp_ros.msg`` messages; MarkerArray for regions.
+- Selection / Labelling / RegionSummary -> ``gsbp_ros.msg`` messages and clouds; MarkerArray
+  for regions.
 
 Bad message content raises :class:`MessageError` (a :class:`gsbp_ros.errors.QueryError`),
 which the node turns into ``success=false`` and the message.
@@ -28,6 +29,7 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from gsbp_ros.errors import QueryError
+from gsbp_ros.results import Selection
 
 # -- errors ---------------------------------------------------------------------------------
 
@@ -575,35 +577,46 @@ def region_to_msg(region: RegionGeometry, header: Header):
     return msg
 
 
-# -- markers --------------------------------------------------------------------------------
+def labelling_regions(
+    labelling, means_scene: np.ndarray, colors: np.ndarray, transform: SceneToFrame
+) -> list[RegionGeometry]:
+    """:class:`gsbp_ros.results.Labelling` -> one :class:`RegionGeometry` per label name, in
+    the order of ``labelling.label_names`` (``label`` = its index; empty when nothing took it)."""
+    by_name = {r.name: r for r in labelling.regions}
+    none = np.zeros(0, np.int64), np.zeros(0, np.float32)
+    return [
+        region_geometry(
+            by_name.get(name, Selection(name, *none)), means_scene, colors, transform, i
+        )
+        for i, name in enumerate(labelling.label_names)
+    ]
 
-# Fixed palette (RGB 0..255) used when gsbp_ros.overlay provides none.
-_FALLBACK_PALETTE = [
-    (230, 25, 75),
-    (60, 180, 75),
-    (0, 130, 200),
-    (245, 130, 48),
-    (145, 30, 180),
-    (70, 240, 240),
-    (240, 50, 230),
-    (210, 245, 60),
-    (250, 190, 212),
-    (0, 128, 128),
-]
+
+def labelling_cloud(
+    labelling, means_scene: np.ndarray, transform: SceneToFrame, header: Header
+) -> PointCloud2:
+    """x y z rgb score label cloud of every labelled Gaussian of a
+    :class:`gsbp_ros.results.Labelling`; rgb = :func:`color_for` of the label index."""
+    idx = np.flatnonzero(labelling.labels >= 0)
+    lab = labelling.labels[idx]
+    palette = np.array([color_for(i) for i in range(len(labelling.label_names))], np.uint8)
+    return make_cloud(
+        transform.points(means_scene[idx]),
+        rgb=palette.reshape(-1, 3)[lab],
+        fields={"score": labelling.confidence[idx], "label": lab},
+        header=header,
+    )
+
+
+# -- markers --------------------------------------------------------------------------------
 
 
 def color_for(i: int) -> tuple[int, int, int]:
-    """Fixed RGB (0..255) of label index ``i``: gsbp_ros.overlay's palette (shared with the
-    CLI's overlays) when present, else a built-in one."""
-    try:
-        from gsbp_ros.overlay import color_for as overlay_color
+    """Fixed RGB (0..255) of label index ``i``: gsbp_ros.overlay's palette, the one shared
+    with the CLI's overlays."""
+    from gsbp_ros.overlay import color_for as overlay_color  # imports torch: only when used
 
-        c = overlay_color(i)
-    except ImportError:
-        c = _FALLBACK_PALETTE[i % len(_FALLBACK_PALETTE)]
-    if all(isinstance(v, float) for v in c) and max(c) <= 1.0:
-        return (round(c[0] * 255), round(c[1] * 255), round(c[2] * 255))
-    return (int(c[0]), int(c[1]), int(c[2]))
+    return tuple(round(v * 255) for v in overlay_color(i))
 
 
 def _rgba(c: Sequence[int], a: float = 1.0) -> ColorRGBA:
@@ -702,6 +715,8 @@ __all__ = [
     "image_to_mask",
     "image_to_numpy",
     "image_to_rgb",
+    "labelling_cloud",
+    "labelling_regions",
     "make_cloud",
     "numpy_to_image",
     "read_points",

@@ -25,6 +25,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,6 @@ from gsbp_ros.fileio import atomic_write
 from gsbp_ros.nodes.conversions import (
     SceneToFrame,
     camera_to_info_pose,
-    cloud_xyz,
     numpy_to_image,
     read_points,
     unpack_rgb,
@@ -61,11 +61,10 @@ class DemoError(RuntimeError):
 
 
 class Client:
-    """Blocking service calls from a node spinning in a background thread."""
+    """Blocking service calls from a node that an executor spins in another thread."""
 
-    def __init__(self, node: Node, executor: SingleThreadedExecutor) -> None:
+    def __init__(self, node: Node) -> None:
         self.node = node
-        self.executor = executor
         self._clients: dict[str, object] = {}
 
     def call(self, srv_type, name: str, request, timeout: float):
@@ -80,6 +79,53 @@ class Client:
         if not done.wait(timeout):
             raise DemoError(f"service {name} did not answer within {timeout:.0f} s")
         return future.result()
+
+
+def wait_until_ready(
+    client: Client, target: str, timeout: float, on_wait: Callable[[object], None] | None = None
+):
+    """Poll ``<target>/segment`` with a valid request until the node has started.
+
+    Returns the first answer that is not "not ready" (a success, or a failure of the query
+    itself); raises :class:`DemoError` when the node's start-up failed or after ``timeout``
+    seconds. ``on_wait(response)`` runs after each "not ready" answer (progress, checks).
+    """
+    deadline = time.monotonic() + timeout
+    request = Segment.Request(positive=["mug"])
+    while True:
+        left = max(1.0, deadline - time.monotonic())
+        res = client.call(Segment, f"{target}/segment", request, left)
+        if not res.message.startswith("not ready"):
+            return res
+        if "start-up failed" in res.message:
+            raise DemoError(res.message)
+        if time.monotonic() > deadline:
+            raise DemoError(f"node not ready after {timeout:.0f} s: {res.message}")
+        if on_wait is not None:
+            on_wait(res)
+        time.sleep(0.5)  # polling interval of a condition
+
+
+def transfer_request(cameras, images, masks, labels, transform: SceneToFrame, k: int):
+    """A lift-with-poses ``TransferAffordance`` request: per view its RGB image (rgb8), its
+    mask (mono8), and its CameraInfo and optical-frame pose in the node's frame."""
+    req = TransferAffordance.Request(labels=list(labels), k=int(k))
+    for cam, img, mask in zip(cameras, images, masks):
+        info, pose = camera_to_info_pose(cam, transform)
+        req.source_images.append(numpy_to_image(img, "rgb8"))
+        req.source_masks.append(numpy_to_image(mask, "mono8"))
+        req.source_camera_infos.append(info)
+        req.source_poses.append(pose)
+    return req
+
+
+def cloud_xyz_rgb(cloud: PointCloud2) -> tuple[np.ndarray, np.ndarray]:
+    """[N, 3] float64 points and [N, 3] uint8 colours (grey without an ``rgb`` field)."""
+    pts = read_points(cloud)
+    xyz = np.stack([pts["x"], pts["y"], pts["z"]], axis=-1).astype(np.float64)
+    if "rgb" in (pts.dtype.names or ()):
+        return xyz, unpack_rgb(pts["rgb"])
+    return xyz, np.full((len(xyz), 3), 200, np.uint8)
 
 
 def write_ply(path: Path, xyz: np.ndarray, rgb: np.ndarray) -> None:
@@ -101,15 +147,6 @@ def write_ply(path: Path, xyz: np.ndarray, rgb: np.ndarray) -> None:
     with atomic_write(path) as f:
         f.write(header.encode("ascii"))
         f.write(rec.tobytes())
-
-
-def cloud_to_ply(path: Path, cloud: PointCloud2) -> int:
-    xyz = cloud_xyz(cloud)
-    pts = read_points(cloud)
-    names = pts.dtype.names or ()
-    rgb = unpack_rgb(pts["rgb"]) if "rgb" in names else np.full((len(xyz), 3), 200, np.uint8)
-    write_ply(path, xyz, rgb)
-    return len(xyz)
 
 
 def summary_dict(s) -> dict:
@@ -179,21 +216,14 @@ def run(args: argparse.Namespace, node: Node, client: Client) -> dict:
 
     # 1. wait until ready
     t0 = time.monotonic()
-    deadline = t0 + args.timeout
-    last_print = 0.0
-    while True:
-        left = max(1.0, deadline - time.monotonic())
-        res = client.call(Segment, f"{target}/segment", Segment.Request(positive=["mug"]), left)
-        if not res.message.startswith("not ready"):
-            break
-        if "start-up failed" in res.message:
-            raise DemoError(res.message)
-        if time.monotonic() > deadline:
-            raise DemoError(f"node not ready after {args.timeout:.0f} s: {res.message}")
-        if time.monotonic() - last_print > 2.0:
+    last_print = [0.0]
+
+    def progress(res) -> None:
+        if time.monotonic() - last_print[0] > 2.0:
             log.info(f"waiting: {res.message}")
-            last_print = time.monotonic()
-        time.sleep(0.5)
+            last_print[0] = time.monotonic()
+
+    wait_until_ready(client, target, args.timeout, progress)
     report["ready_after_s"] = round(time.monotonic() - t0, 2)
     log.info(f"node ready after {report['ready_after_s']} s")
 
@@ -238,19 +268,12 @@ def run(args: argparse.Namespace, node: Node, client: Client) -> dict:
     indices: dict[str, list[int]] = {}
     if seg.success:
         report["calls"]["segment"]["summary"] = summary_dict(seg.summary)
-        cloud_to_ply(out / "segmented.ply", seg.cloud)
+        write_ply(out / "segmented.ply", *cloud_xyz_rgb(seg.cloud))
         indices["segment"] = [int(i) for i in seg.indices]
 
     # 3. transfer affordance (lift with poses)
     cams, images, masks, labels = demo_views(Path(args.scene_dir), args.views)
-    req = TransferAffordance.Request(labels=labels, k=int(params["default_k"]))
-    for cam, img, mask in zip(cams, images, masks):
-        info, pose = camera_to_info_pose(cam, transform)
-        info.header.frame_id = params["frame_id"]
-        req.source_images.append(numpy_to_image(img, "rgb8"))
-        req.source_masks.append(numpy_to_image(mask, "mono8"))
-        req.source_camera_infos.append(info)
-        req.source_poses.append(pose)
+    req = transfer_request(cams, images, masks, labels, transform, params["default_k"])
     t = time.monotonic()
     aff = client.call(TransferAffordance, f"{target}/transfer_affordance", req, args.timeout)
     record("transfer_affordance", aff, time.monotonic() - t)
@@ -262,10 +285,10 @@ def run(args: argparse.Namespace, node: Node, client: Client) -> dict:
             regions[r.name] = summary_dict(r.summary)
             indices[f"affordance_{r.name}"] = [int(i) for i in r.indices]
             if r.cloud.width:
-                cloud_to_ply(out / f"affordance_{r.name}.ply", r.cloud)
-                pts = read_points(r.cloud)
-                all_xyz.append(cloud_xyz(r.cloud))
-                all_rgb.append(unpack_rgb(pts["rgb"]))
+                xyz, rgb = cloud_xyz_rgb(r.cloud)
+                write_ply(out / f"affordance_{r.name}.ply", xyz, rgb)
+                all_xyz.append(xyz)
+                all_rgb.append(rgb)
         if all_xyz:
             write_ply(out / "affordance.ply", np.concatenate(all_xyz), np.concatenate(all_rgb))
         report["calls"]["transfer_affordance"]["regions"] = regions
@@ -279,22 +302,31 @@ def run(args: argparse.Namespace, node: Node, client: Client) -> dict:
     if save.success:
         report["calls"]["save_region"].update({"path": save.path, "count": int(save.count)})
 
-    # 5. what arrived on the latched topics
+    # 5. what arrived on the latched topics for these calls: the messages that carry the
+    #    responses' stamps (a latched topic may also deliver an older run's last message).
+    seg_stamp = seg.header.stamp if seg.success else None
+    aff_stamp = aff.header.stamp if aff.success else None
+
+    def arrived() -> tuple[list[PointCloud2], list[MarkerArray]]:
+        clouds = [c for c in segmented if c.header.stamp == seg_stamp]
+        arrays = [a for a in markers if a.markers and a.markers[0].header.stamp == aff_stamp]
+        return clouds, arrays
+
     wait_until = time.monotonic() + 10.0
-    want = set(labels)
-    while time.monotonic() < wait_until:
-        got = {m.ns for a in markers for m in a.markers if m.ns}
-        if segmented and want <= got:
-            break
-        time.sleep(0.1)
+    clouds, arrays = arrived()
+    while time.monotonic() < wait_until and not (
+        (clouds or seg_stamp is None) and (arrays or aff_stamp is None)
+    ):
+        time.sleep(0.1)  # polling interval of a condition
+        clouds, arrays = arrived()
     report["topics"]["segmented_cloud"] = {
-        "messages": len(segmented),
-        "points": int(segmented[-1].width) if segmented else 0,
+        "messages": len(clouds),
+        "points": int(clouds[-1].width) if clouds else 0,
     }
     report["topics"]["affordance_markers"] = {
-        "messages": len(markers),
-        "namespaces": sorted({m.ns for a in markers for m in a.markers if m.ns}),
-        "markers": len(markers[-1].markers) if markers else 0,
+        "messages": len(arrays),
+        "namespaces": sorted({m.ns for a in arrays for m in a.markers if m.ns}),
+        "markers": len(arrays[-1].markers) if arrays else 0,
     }
     report["success"] = all(c["success"] for c in report["calls"].values())
     with atomic_write(out / "indices.json", "w") as f:
@@ -375,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     report: dict = {"node": args.node, "calls": {}, "success": False}
     try:
-        report = run(args, node, Client(node, executor))
+        report = run(args, node, Client(node))
     except (KeyboardInterrupt, ExternalShutdownException):
         report["error"] = "interrupted"
     except Exception as exc:  # report, never a traceback-only exit

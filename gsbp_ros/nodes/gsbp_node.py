@@ -35,9 +35,11 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PointStamped
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import Header
@@ -50,10 +52,11 @@ from gsbp_ros.nodes.conversions import (
     RegionGeometry,
     SceneToFrame,
     camera_from_info_pose,
-    color_for,
     float32_array,
     image_to_mask,
     image_to_rgb,
+    labelling_cloud,
+    labelling_regions,
     make_cloud,
     points_to_numpy,
     region_cloud,
@@ -85,6 +88,7 @@ class GsbpNode(Node):
         super().__init__(node_name, **kwargs)
         P.declare_parameters(self)
         self.values = P.read_parameters(self)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.frame_id: str = self.values["frame_id"] or "map"
         self.transform = SceneToFrame()
         self.engine = None
@@ -139,6 +143,11 @@ class GsbpNode(Node):
             return
         self._thread = threading.Thread(target=self._start_engine, name="gsbp-start", daemon=True)
         self._thread.start()
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        """Run-time changes (the parameters that are not read-only) pass the start-up checks."""
+        reasons = [r for r in (P.check_value(p.name, p.value) for p in params) if r]
+        return SetParametersResult(successful=not reasons, reason="; ".join(reasons))
 
     # -- start-up -------------------------------------------------------------------------------
     def _engine_log(self, message: str) -> None:
@@ -242,13 +251,16 @@ class GsbpNode(Node):
 
         return self._serve("segment", request, response, handle)
 
+    def _segment_points(self, req, res, threshold: float) -> None:
+        """A SegmentPoints request (points in the node's frame) -> its response."""
+        self._check_frame(req.header.frame_id)
+        pos = self.transform.inverse_points(points_to_numpy(req.positive))
+        neg = self.transform.inverse_points(points_to_numpy(req.negative))
+        self._fill_selection(res, self.engine.segment_points(pos, neg, threshold))
+
     def _on_segment_points(self, request, response):
         def handle(req, res) -> None:
-            self._check_frame(req.header.frame_id)
-            pos = self.transform.inverse_points(points_to_numpy(req.positive))
-            neg = self.transform.inverse_points(points_to_numpy(req.negative))
-            sel = self.engine.segment_points(pos, neg, float(req.threshold))
-            self._fill_selection(res, sel)
+            self._segment_points(req, res, float(req.threshold))
 
         return self._serve("segment_points", request, response, handle)
 
@@ -270,30 +282,15 @@ class GsbpNode(Node):
                     camera_from_info_pose(info, pose, self.transform, name=f"source_{i}")
                     for i, (info, pose) in enumerate(zip(infos, poses))
                 ]
-            labels = list(req.labels)
-            labelling = self.engine.transfer_affordance(images, masks, labels, int(req.k), cameras)
+            labelling = self.engine.transfer_affordance(
+                images, masks, list(req.labels), int(req.k), cameras
+            )
             means, colors = self._scene_arrays()
-            by_name = {r.name: r for r in labelling.regions}
             header = self._header()
-            regions: list[RegionGeometry] = []
-            for i, name in enumerate(labels):
-                sel = by_name.get(
-                    name, Selection(name, np.zeros(0, np.int64), np.zeros(0, np.float32))
-                )
-                regions.append(region_geometry(sel, means, colors, self.transform, label=i))
+            regions = labelling_regions(labelling, means, colors, self.transform)
             res.header = header
             res.regions = [region_to_msg(r, header) for r in regions]
-            labelled = np.flatnonzero(labelling.labels >= 0)
-            lab = labelling.labels[labelled]
-            palette = np.array([color_for(i) for i in range(max(1, len(labels)))], np.uint8)
-            self.affordance_pub.publish(
-                make_cloud(
-                    self.transform.points(means[labelled]),
-                    rgb=palette[lab] if lab.size else np.zeros((0, 3), np.uint8),
-                    fields={"score": labelling.confidence[labelled], "label": lab},
-                    header=header,
-                )
-            )
+            self.affordance_pub.publish(labelling_cloud(labelling, means, self.transform, header))
             self.markers_pub.publish(
                 region_markers(
                     regions, header, point_size=float(self.get_parameter("marker_scale").value)
@@ -327,21 +324,14 @@ class GsbpNode(Node):
         request = SegmentPoints.Request()
         request.header = msg.header
         request.positive = [msg.point]
-        response = self._serve(
-            "clicked_point", request, SegmentPoints.Response(), self._clicked_handler
-        )
-        # (rclpy loggers refuse two severities from one call site: two calls)
-        if response.success:
-            self.get_logger().info(f"/clicked_point: {response.message}")
-        else:
-            self.get_logger().warning(f"/clicked_point: {response.message}")
-
-    def _clicked_handler(self, req, res) -> None:
-        self._check_frame(req.header.frame_id)
-        pos = self.transform.inverse_points(points_to_numpy(req.positive))
         threshold = float(self.get_parameter("clicked_point_threshold").value)
-        sel = self.engine.segment_points(pos, np.zeros((0, 3)), threshold)
-        self._fill_selection(res, sel)
+
+        def handle(req, res) -> None:
+            self._segment_points(req, res, threshold)
+
+        response = self._serve("clicked_point", request, SegmentPoints.Response(), handle)
+        if response.success:  # (_serve has logged a failure)
+            self.get_logger().info(f"/clicked_point: {response.message}")
 
     def diagnostics(self) -> DiagnosticArray:
         """The node's state as one DiagnosticStatus."""

@@ -8,6 +8,7 @@ the empty list here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -252,27 +253,31 @@ def engine_config(values: dict[str, Any]):
     )
 
 
+# Checks that need no engine: name -> (is the value valid?, what a valid value is).
+_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "mode": (lambda v: v in ("expected", "accumulated"), "must be expected or accumulated"),
+    "render_scale": (lambda v: v > 0, "must be positive"),
+    "frame_id": (lambda v: bool(v), "must not be empty"),
+    "default_k": (lambda v: v >= 1, "must be at least 1"),
+    "clicked_point_threshold": (lambda v: 0.0 <= v <= 1.0, "must lie in [0, 1] (0 = none)"),
+    "marker_scale": (lambda v: v > 0, "must be positive"),
+    "diagnostics_period": (lambda v: v > 0, "must be positive"),
+}
+
+
+def check_value(name: str, value: Any) -> str:
+    """'' when ``value`` is valid for parameter ``name``, else the reason (one line)."""
+    ok, rule = _CHECKS.get(name, (lambda v: True, ""))
+    try:
+        good = bool(ok(value))
+    except TypeError:  # a value of another type (rclpy checks types too)
+        good = False
+    return "" if good else f"{name} {rule}, got {value!r}"
+
+
 def validate(values: dict[str, Any]) -> None:
-    """Checks that need no engine; raises :class:`ParameterError`."""
-    if values["mode"] not in ("expected", "accumulated"):
-        raise ParameterError(f"mode must be expected or accumulated, got {values['mode']!r}")
-    if values["render_scale"] <= 0:
-        raise ParameterError(f"render_scale must be positive, got {values['render_scale']}")
-    if values["diagnostics_period"] <= 0:
-        raise ParameterError("diagnostics_period must be positive")
-    if values["default_k"] < 1:
-        raise ParameterError(f"default_k must be at least 1, got {values['default_k']}")
-    if not values["frame_id"]:
-        raise ParameterError("frame_id must not be empty")
-
-
-def flatten_yaml(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (how ROS names nested YAML parameters)."""
-    out: dict[str, Any] = {}
-    for k, v in params.items():
-        name = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten_yaml(v, name + "."))
-        else:
-            out[name] = v
-    return out
+    """Checks of every parameter value at start-up; raises :class:`ParameterError`."""
+    for name in _CHECKS:
+        reason = check_value(name, values[name])
+        if reason:
+            raise ParameterError(reason)

@@ -26,7 +26,6 @@ from ros_support import (
     NodeProcess,
     RosClient,
     demo_node_params,
-    wait_for_core,
 )
 
 
@@ -65,7 +64,6 @@ def ros_env(interfaces) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory) -> dict:
     """The demo scene on disk: {'dir', 'names', 'labels', 'part_labels'}."""
-    wait_for_core()
     from gsbp_ros.demo_scene import write_demo_scene
 
     out = tmp_path_factory.mktemp("demo")

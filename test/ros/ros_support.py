@@ -20,7 +20,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTALL = ROOT / "install"
@@ -72,22 +71,6 @@ def _use_install_interfaces() -> str:
 
 
 INTERFACES_MISSING = _use_install_interfaces()
-
-
-# -- environment of the node processes -------------------------------------------------------
-
-
-# -- demo scene ------------------------------------------------------------------------------
-
-
-def wait_for_core(timeout_s: float = 1800.0) -> None:
-    """The engine and demo scene modules are written by others: wait until they exist."""
-    deadline = time.monotonic() + timeout_s
-    needed = [ROOT / "gsbp_ros" / "engine.py", ROOT / "gsbp_ros" / "demo_scene.py"]
-    while not all(p.is_file() for p in needed):
-        if time.monotonic() > deadline:
-            pytest.skip(f"core modules missing: {[str(p) for p in needed if not p.is_file()]}")
-        time.sleep(60)
 
 
 # -- node processes --------------------------------------------------------------------------
@@ -199,11 +182,14 @@ class Recorder:
 
 
 class RosClient:
-    """An rclpy node spinning in a background thread, with blocking helpers."""
+    """An rclpy node spinning in a background thread, with blocking helpers (the service
+    calls are the demo client's)."""
 
     def __init__(self) -> None:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
+
+        from gsbp_ros.nodes.demo_client import Client
 
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
@@ -212,27 +198,15 @@ class RosClient:
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
-        self._clients: dict[str, object] = {}
+        self.services = Client(self.node)  # the demo client's blocking calls
 
     def _spin(self) -> None:
         with contextlib.suppress(Exception):  # ExternalShutdownException at the end
             self.executor.spin()
 
-    def client(self, srv_type, name: str):
-        if name not in self._clients:
-            self._clients[name] = self.node.create_client(srv_type, name)
-        return self._clients[name]
-
     def call(self, srv_type, name: str, request, timeout: float = 60.0):
-        client = self.client(srv_type, name)
-        if not client.wait_for_service(timeout_sec=timeout):
-            raise TimeoutError(f"service {name} did not appear in {timeout} s")
-        future = client.call_async(request)
-        done = threading.Event()
-        future.add_done_callback(lambda _: done.set())
-        if not done.wait(timeout):
-            raise TimeoutError(f"service {name} did not answer in {timeout} s")
-        return future.result()
+        """Blocking call; raises DemoError when the service is missing or does not answer."""
+        return self.services.call(srv_type, name, request, timeout)
 
     def subscribe(self, msg_type, topic: str, *, latched: bool = True) -> Recorder:
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -255,16 +229,12 @@ class RosClient:
 
 
 def wait_until_ready(client: RosClient, node: NodeProcess, timeout: float = 150.0):
-    """Poll ~/segment with a valid request until the node answers anything but not-ready."""
-    from gsbp_ros.srv import Segment
+    """The demo client's wait: poll ~/segment until the node answers anything but not-ready
+    (and fail at once if the node process died)."""
+    from gsbp_ros.nodes.demo_client import wait_until_ready as wait
 
-    deadline = time.monotonic() + timeout
-    while True:
+    def alive(_res) -> None:
         if not node.alive():
             raise RuntimeError(f"node {node.name} died:\n{node.log()[-4000:]}")
-        res = client.call(Segment, node.service("segment"), Segment.Request(positive=["mug"]))
-        if not res.message.startswith("not ready"):
-            return res
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{node.name} not ready after {timeout} s: {res.message}")
-        time.sleep(0.5)  # polling interval of a condition, not a fixed wait for an event
+
+    return wait(client.services, node.fqn, timeout, alive)

@@ -306,13 +306,9 @@ def _summary() -> RegionSummary:
     )
 
 
-@pytest.fixture
-def msgs_built(interfaces):
-    return True
-
-
 @pytest.mark.ros
-def test_summary_to_msg_transforms_everything(msgs_built):
+@pytest.mark.usefixtures("interfaces")  # gsbp_ros.msg from the colcon install
+def test_summary_to_msg_transforms_everything():
     s = _summary()
     msg = C.summary_to_msg(s, 7, T)
     assert msg.count == 7 and msg.has_approach
@@ -337,7 +333,8 @@ def test_summary_to_msg_transforms_everything(msgs_built):
 
 
 @pytest.mark.ros
-def test_region_geometry_msg_and_markers(msgs_built):
+@pytest.mark.usefixtures("interfaces")
+def test_region_geometry_msg_and_markers():
     means = RNG.normal(size=(50, 3))
     colors = RNG.integers(0, 256, size=(50, 3)).astype(np.uint8)
     idx = np.array([3, 7, 11, 20])
@@ -393,11 +390,42 @@ def test_region_geometry_msg_and_markers(msgs_built):
     d = np.array([tip.x - tail.x, tip.y - tail.y, tip.z - tail.z])
     np.testing.assert_allclose(d / np.linalg.norm(d), [0, 0, -1], atol=1e-9)
     assert "grasp (4)" in g[3].text
-    # Fixed colours per label index, different between labels.
-    assert C.color_for(0) == C.color_for(0) and C.color_for(0) != C.color_for(1)
+    # Fixed colours per label index: the overlays' palette in 0..255, different per label.
+    from gsbp_ros.overlay import PALETTE
+
     c0 = C.color_for(0)
+    assert c0 == tuple(round(v * 255) for v in PALETTE[0]) and c0 != C.color_for(1)
+    assert all(isinstance(v, int) and 0 <= v <= 255 for v in c0)
     assert g[0].color.r == pytest.approx(c0[0] / 255)
     # The LINE_LIST is the 12 edges of the oriented box: every edge length is a box side.
     e = np.array([[p.x, p.y, p.z] for p in g[1].points]).reshape(12, 2, 3)
     lengths = np.sort(np.round(np.linalg.norm(e[:, 0] - e[:, 1], axis=1), 6))
     np.testing.assert_allclose(np.unique(lengths), [0.1, 0.2, 0.4], atol=1e-6)
+
+
+@pytest.mark.ros
+@pytest.mark.usefixtures("interfaces")
+def test_labelling_regions_and_cloud():
+    from gsbp_ros.results import Labelling
+
+    means = RNG.normal(size=(8, 3))
+    colors = RNG.integers(0, 256, size=(8, 3)).astype(np.uint8)
+    labels = np.array([-1, 1, 1, -1, 1, -1, -1, -1])  # nothing took label 0 ("grasp")
+    conf = np.linspace(0, 1, 8, dtype=np.float32)
+    contain = Selection("contain", np.array([1, 2, 4]), conf[[1, 2, 4]], _summary())
+    labelling = Labelling(["grasp", "contain"], labels, conf, [contain])
+    regions = C.labelling_regions(labelling, means, colors, T)
+    assert [(r.name, r.label, r.indices.tolist()) for r in regions] == [
+        ("grasp", 0, []),
+        ("contain", 1, [1, 2, 4]),
+    ]
+    assert regions[0].summary.count == 0 and regions[1].summary.count == 3
+
+    cloud = C.labelling_cloud(labelling, means, T, Header(frame_id="map"))
+    pts = C.read_points(cloud)
+    np.testing.assert_allclose(C.cloud_xyz(cloud), T.points(means[[1, 2, 4]]), atol=1e-5)
+    np.testing.assert_array_equal(pts["label"], [1, 1, 1])
+    np.testing.assert_array_equal(pts["score"], conf[[1, 2, 4]])
+    np.testing.assert_array_equal(C.unpack_rgb(pts["rgb"]), [C.color_for(1)] * 3)
+    none = Labelling(["grasp"], np.full(8, -1), np.zeros(8, np.float32), [])
+    assert C.labelling_cloud(none, means, T, Header()).width == 0

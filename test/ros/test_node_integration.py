@@ -63,19 +63,10 @@ def _segment(positive, negative=(), threshold=0.0):
 
 def _transfer_request(demo, views: int = 3, k: int = 5):
     """Lift-with-poses request from demo views (handle -> grasp, body -> contain)."""
-    from gsbp_ros.nodes.conversions import camera_to_info_pose, numpy_to_image
-    from gsbp_ros.nodes.demo_client import demo_views
-    from gsbp_ros.srv import TransferAffordance
+    from gsbp_ros.nodes.demo_client import demo_views, transfer_request
 
     cams, images, masks, labels = demo_views(demo["dir"], views)
-    req = TransferAffordance.Request(labels=labels, k=k)
-    for cam, img, mask in zip(cams, images, masks):
-        info, pose = camera_to_info_pose(cam, _transform())
-        req.source_images.append(numpy_to_image(img, "rgb8"))
-        req.source_masks.append(numpy_to_image(mask, "mono8"))
-        req.source_camera_infos.append(info)
-        req.source_poses.append(pose)
-    return req
+    return transfer_request(cams, images, masks, labels, _transform(), k)
 
 
 # -- start-up ------------------------------------------------------------------------------------
@@ -159,7 +150,12 @@ def test_startup_failure_is_reported_and_node_stays_up(nodes, ros_client):
         return False
 
     diag.wait_for(failed_status, timeout=30)
-    status = next(s for m in diag.messages for s in m.status if s.name.startswith(broken.fqn))
+    status = next(
+        s
+        for m in diag.messages
+        for s in m.status
+        if s.name.startswith(broken.fqn + ":") and any(kv.value == "failed" for kv in s.values)
+    )
     assert status.level == status.ERROR and "missing_scene.ply" in status.message
 
 
@@ -202,8 +198,11 @@ def test_segment_mug(good, ros_client, demo, scene_means):
     # The box size is in frame units (scale 2).
     s = res.summary.obb_size
     assert max(s.x, s.y, s.z) > 0.15  # the mug is ~0.09-0.13 m wide in the scene
-    # ... and the same cloud arrives on ~/segmented_cloud.
-    rec.wait_for(lambda m: any(x.width == len(idx) for x in m), timeout=30)
+    # ... and the same cloud arrives on ~/segmented_cloud (same stamp: not an older one).
+    rec.wait_for(
+        lambda m: any(x.header.stamp == res.header.stamp and x.width == len(idx) for x in m),
+        timeout=30,
+    )
 
 
 def test_segment_points_in_frame(good, ros_client, demo, scene_means):
@@ -252,18 +251,30 @@ def test_transfer_affordance_lift_with_poses_and_markers(good, ros_client, demo)
         assert _precision(idx, demo["part_labels"] == parts.index(part)) >= 0.8, part
     total = sum(len(r.indices) for r in res.regions)
 
-    def complete(msgs):
-        if not msgs:
-            return False
-        m = msgs[-1].markers
-        return m[0].action == Marker.DELETEALL and {x.ns for x in m[1:]} == {"grasp", "contain"}
+    def this_transfer(msgs):  # the markers of this response (same stamp), complete
+        return [
+            a
+            for a in msgs
+            if a.markers[0].header.stamp == res.header.stamp
+            and a.markers[0].action == Marker.DELETEALL
+            and {x.ns for x in a.markers[1:]} == {"grasp", "contain"}
+        ]
 
-    arr = markers.wait_for(complete, timeout=30)
+    markers.wait_for(this_transfer, timeout=30)
+    arr = this_transfer(markers.messages)[-1]
     for ns in ("grasp", "contain"):
         types = {m.type for m in arr.markers if m.ns == ns}
         assert {Marker.POINTS, Marker.LINE_LIST, Marker.TEXT_VIEW_FACING} <= types, ns
         assert all(m.header.frame_id == "map" for m in arr.markers if m.ns == ns)
-    clouds.wait_for(lambda m: any(c.width == total for c in m), timeout=30)
+    clouds.wait_for(
+        lambda m: any(c.header.stamp == res.header.stamp and c.width == total for c in m),
+        timeout=30,
+    )
+    # Lifting with poses needs no images.
+    req.source_images = []
+    again = ros_client.call(TransferAffordance, good.service("transfer_affordance"), req)
+    assert again.success, again.message
+    assert [len(r.indices) for r in again.regions] == [len(r.indices) for r in res.regions]
 
 
 def test_save_region(good, ros_client, nodes):
@@ -354,16 +365,17 @@ def test_bad_requests_fail_cleanly_and_node_keeps_serving(good, ros_client, demo
         (SaveRegion, "save_region", SaveRegion.Request(path="../escape.ply")),
         (SaveRegion, "save_region", SaveRegion.Request(path="x.ply", indices=[10**9])),
     ]
+    messages = []
     for srv, name, req in cases:
         res = ros_client.call(srv, good.service(name), req)
         assert not res.success, (name, res.message)
         assert res.message and not res.message.startswith(("internal error", "not ready"))
         assert good.alive(), good.log()[-3000:]
-    messages = [ros_client.call(s, good.service(n), r).message for s, n, r in cases[6:11]]
-    assert "yuv422" in messages[0]
-    assert "step" in messages[1]
-    assert "mask" in messages[2]
-    assert "k must be" in messages[4]
+        messages.append(res.message)
+    assert "yuv422" in messages[6]
+    assert "step" in messages[7]
+    assert "mask" in messages[8]
+    assert "k must be" in messages[10]
     res = ros_client.call(Segment, good.service("segment"), _segment(["mug"], ["table"]))
     assert res.success, res.message
 
@@ -377,7 +389,8 @@ def test_clicked_point_segments(good, ros_client, demo, scene_means):
     names = demo["names"]["objects"]
     bowl = np.flatnonzero(demo["labels"] == names.index("bowl"))
     p = _transform().points(scene_means[bowl[0]])
-    rec = ros_client.subscribe(PointCloud2, good.service("segmented_cloud"))
+    # Volatile: only clouds published from now on (not an older latched bowl segmentation).
+    rec = ros_client.subscribe(PointCloud2, good.service("segmented_cloud"), latched=False)
     pub = ros_client.node.create_publisher(PointStamped, "/clicked_point", 10)
     msg = PointStamped()
     msg.header.frame_id = "map"
@@ -422,6 +435,26 @@ def test_diagnostics_report_ready_state(good, ros_client, scene_means):
     assert "dinov2:" in values["inactive_sources"] and "clip:" in values["inactive_sources"]
     assert int(values["views_done"]) == int(values["views_total"]) > 0
     assert math.isfinite(float(values["last_query_latency_s"]))
+
+
+def test_run_time_parameters_are_checked(good, ros_client):
+    """Parameters that may change at run time pass the start-up checks; read-only ones are
+    refused by rclpy."""
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    def set_param(name, value):
+        req = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
+        return ros_client.call(SetParameters, good.service("set_parameters"), req).results[0]
+
+    bad = set_param("marker_scale", -1.0)
+    assert not bad.successful and "marker_scale must be positive" in bad.reason
+    bad = set_param("clicked_point_threshold", 2.0)
+    assert not bad.successful and "clicked_point_threshold must lie in [0, 1]" in bad.reason
+    assert not set_param("default_k", 0).successful
+    assert not set_param("scene_path", "/elsewhere.ply").successful  # read-only
+    assert set_param("marker_scale", 0.02).successful
+    assert set_param("marker_scale", 0.01).successful  # back to the default
 
 
 def test_demo_client_process(good, ros_env, demo, tmp_path):

@@ -9,9 +9,21 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gsbp_ros.nodes.params import PARAMS, PARAMS_BY_NAME, engine_config, flatten_yaml
+from gsbp_ros.errors import GsbpError
+from gsbp_ros.nodes.params import PARAMS, PARAMS_BY_NAME, check_value, engine_config, validate
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def flatten_yaml(params: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (how ROS names nested YAML parameters)."""
+    out: dict = {}
+    for k, v in params.items():
+        if isinstance(v, dict):
+            out.update(flatten_yaml(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def _yaml_params() -> dict:
@@ -120,3 +132,23 @@ def test_table_is_well_formed_and_builds_engine_config():
     # Every engine setting that has a parameter gets the engine's own default.
     for f in dataclasses.fields(EngineConfig):
         assert getattr(cfg, f.name) == getattr(defaults, f.name), f.name
+
+
+def test_checks_reject_bad_values_with_a_reason():
+    defaults = {p.name: p.default for p in PARAMS}
+    validate(defaults)  # the defaults are valid
+    assert all(check_value(p.name, p.default) == "" for p in PARAMS)
+    bad = {
+        "mode": "median",
+        "render_scale": 0.0,
+        "frame_id": "",
+        "default_k": 0,
+        "clicked_point_threshold": 1.5,
+        "marker_scale": float("nan"),
+        "diagnostics_period": -1.0,
+    }
+    for name, value in bad.items():
+        reason = check_value(name, value)
+        assert reason.startswith(f"{name} must") and repr(value) in reason, reason
+        with pytest.raises(GsbpError, match=f"^{name} must"):
+            validate({**defaults, name: value})
