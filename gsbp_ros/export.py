@@ -34,21 +34,24 @@ def check_output_path(path: str | os.PathLike, allowed_dir: str | os.PathLike) -
         raise QueryError("output path is empty")
     if "\x00" in text:
         raise QueryError("output path contains a NUL character")
-    base = Path(allowed_dir).expanduser().resolve()
-    candidate = Path(text).expanduser()
-    if not candidate.is_absolute():
-        candidate = base / candidate
-    resolved = candidate.resolve()
-    if not resolved.is_relative_to(base) or resolved == base:
-        raise QueryError(f"output path {text!r} lies outside the output folder {str(base)!r}")
-    if resolved.suffix.lower() != ".ply":
-        raise QueryError(f"output path {text!r} must end in .ply")
-    if resolved.is_dir():
-        raise QueryError(f"output path {text!r} is a folder")
+    # resolve() raises RuntimeError on a symlink loop (Python < 3.13) and stat() OSError on
+    # a name too long: both are bad requests, not internal errors.
     try:
+        base = Path(allowed_dir).expanduser().resolve()
+        candidate = Path(text).expanduser()
+        if not candidate.is_absolute():
+            candidate = base / candidate
+        resolved = candidate.resolve()
+        if not resolved.is_relative_to(base) or resolved == base:
+            raise QueryError(f"output path {text!r} lies outside the output folder {str(base)!r}")
+        if resolved.suffix.lower() != ".ply":
+            raise QueryError(f"output path {text!r} must end in .ply")
+        if resolved.is_dir():
+            raise QueryError(f"output path {text!r} is a folder")
         resolved.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise QueryError(f"cannot create the folder for {text!r}: {exc.strerror}") from None
+    except (OSError, RuntimeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise QueryError(f"unusable output path {text!r}: {reason}") from None
     return resolved
 
 
@@ -179,5 +182,8 @@ def export_selection(
     if idx.size == 0:
         what = "every Gaussian is selected" if complement else "the selection is empty"
         raise QueryError(f"nothing to export: {what}")
-    scene.subset(torch.from_numpy(idx).to(scene.device)).save(out)
+    try:
+        scene.subset(torch.from_numpy(idx).to(scene.device)).save(out)
+    except OSError as exc:  # disk full, permissions, a vanished folder
+        raise QueryError(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
     return out, int(idx.size)

@@ -220,11 +220,6 @@ def similarity_segment_reference(
 
 
 # -- prompts -----------------------------------------------------------------------------------
-def split_prompts(text: str, sep: str = ";") -> list[str]:
-    """``"table; other"`` -> ``["table", "other"]`` (stripped, empties dropped)."""
-    return [p.strip() for p in text.split(sep) if p.strip()]
-
-
 def _prompt_list(prompts: str | Sequence[str] | None, what: str) -> list[str]:
     if prompts is None:
         return []
@@ -276,15 +271,17 @@ def validate_prompts(
     return pos, [n for n in neg if n.casefold() not in pos_keys]
 
 
-def _label_key(name: str) -> str:
+def label_key(name: str) -> str:
+    """How label names and prompts are compared: case-folded, ``_`` as a space, runs of
+    whitespace collapsed (``"Mug_Handle "`` and ``"mug  handle"`` are the same label)."""
     return " ".join(name.replace("_", " ").casefold().split())
 
 
 def match_label(label_names: Sequence[str], prompt: str) -> int:
-    """Index of the label a prompt names (case-insensitive, ``_`` same as space)."""
-    key = _label_key(prompt)
+    """Index of the label a prompt names (see :func:`label_key`)."""
+    key = label_key(prompt)
     for i, name in enumerate(label_names):
-        if _label_key(name) == key:
+        if label_key(name) == key:
             return i
     known = ", ".join(label_names) if label_names else "(none)"
     raise QueryError(f"unknown label {prompt.strip()!r}; known labels: {known}")
@@ -308,7 +305,7 @@ def label_query_codes(
         [P, C] float32 codes (rows of ``code_table``, or one-hot rows).
     """
     names = list(label_names)
-    keys = [_label_key(n) for n in names]
+    keys = [label_key(n) for n in names]
     if len(set(keys)) != len(keys):
         dup = next(n for i, n in enumerate(names) if keys[i] in keys[:i])
         raise QueryError(f"label names are ambiguous: {dup!r} appears twice (ignoring case/_)")
@@ -377,11 +374,14 @@ def point_prompt_queries(
     if idx_c.numel() == 0:
         raise QueryError("no Gaussian has a feature (nothing was seen); cannot answer points")
     kk = min(int(k), idx_c.numel())
+    mu_c = mu[idx_c]
     out = torch.empty(pts.shape[0], feats.shape[1], dtype=wd, device=dev)
     # Distances in blocks of points so that memory stays O(block x N).
     block = max(1, (1 << 24) // idx_c.numel())
     for s in range(0, pts.shape[0], block):
-        d = torch.cdist(pts[s : s + block], mu[idx_c])  # [B, Nc]
+        # Differences, not |a|^2 + |b|^2 - 2ab (cdist's default beyond 25 rows): in float32,
+        # a scene 1000 units from the origin would lose every millimetre to cancellation.
+        d = torch.cdist(pts[s : s + block], mu_c, compute_mode="donot_use_mm_for_euclid_dist")
         dist, nb = d.topk(kk, dim=1, largest=False)
         for r in range(d.shape[0]):
             keep = dist[r] <= radius if radius is not None else torch.ones_like(dist[r], dtype=bool)
@@ -436,11 +436,15 @@ def pixel_prompt_points(
             f"depth is {list(dep.shape)} but camera {camera.name!r} is "
             f"{camera.height}x{camera.width}"
         )
-    a = None if alpha is None else _tensor(alpha, "alpha").float().cpu().reshape(dep.shape)
+    a = None
+    if alpha is not None:
+        a = _tensor(alpha, "alpha").float().cpu()
+        if a.shape != dep.shape:
+            raise QueryError(f"alpha is {list(a.shape)} but depth is {list(dep.shape)}")
     K, c2w = camera.K.double().cpu(), camera.cam_to_world.double().cpu()
     out = []
     for i, (u, v) in enumerate(px.cpu().tolist()):
-        if u != int(u) or v != int(v):
+        if not (math.isfinite(u) and math.isfinite(v)) or u != int(u) or v != int(v):
             raise QueryError(f"pixel {i} ({u}, {v}) is not an integer pixel index")
         u, v = int(u), int(v)
         if not (0 <= u < camera.width and 0 <= v < camera.height):
@@ -516,8 +520,11 @@ def knn_transfer(
         raise QueryError("every source feature is zero; nothing to transfer")
     sn, lab = sn[keep], lab[keep]
     kk = min(int(k), sn.shape[0])
-    num_slots = int(lab.max()) + 2  # slot 0 = background (-1), slot l+1 = label l
-    slots = lab + 1
+    # One vote slot per label value present, in ascending order (so background -1 first and
+    # "smaller label wins" is "first slot wins"): memory follows the number of labels, not
+    # the largest label value.
+    values, slots = torch.unique(lab, sorted=True, return_inverse=True)
+    num_slots = values.numel()
 
     n = tgt.shape[0]
     labels = torch.full((n,), -1, dtype=torch.long, device=dev)
@@ -540,7 +547,7 @@ def knn_transfer(
         top &= masked == masked.max(dim=1, keepdim=True).values
         win = top.to(torch.int8).argmax(dim=1)  # first True = smallest label value
         seen = tnorm > 0
-        labels[s : s + chunk] = torch.where(seen, win - 1, torch.full_like(win, -1))
+        labels[s : s + chunk] = torch.where(seen, values[win], torch.full_like(win, -1))
         share = counts.gather(1, win[:, None])[:, 0].float() / kk
         conf[s : s + chunk] = torch.where(seen, share, torch.zeros_like(share))
     return labels, conf

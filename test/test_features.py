@@ -33,6 +33,7 @@ from gsbp_ros.features import (
 from gsbp_ros.features.base import hub_offline, patch_grid, resize_normalize
 from gsbp_ros.features.dinov2 import IMAGENET_MEAN, IMAGENET_STD
 from gsbp_ros.features.testing import TINY_CLIP, make_tiny_clip, make_tiny_dinov2
+from gsbp_ros.images import read_rgb_image
 
 
 def camera(name: str = "frame_001.jpg", width: int = 12, height: int = 8) -> Camera:
@@ -83,6 +84,18 @@ def test_image_to_tensor_dtypes():
         image_to_tensor(np.full((2, 2, 3), 200.0))
     with pytest.raises(FeatureError, match=r"\[H, W, 3\]"):
         image_to_tensor(np.zeros((2, 2, 5), dtype=np.uint8))
+    with pytest.raises(FeatureError, match="non-finite"):  # NaN slips past a range check
+        image_to_tensor(np.full((2, 2, 3), np.nan, dtype=np.float32))
+
+
+def test_sixteen_bit_grey_photo_is_scaled_not_clipped(tmp_path):
+    grey = np.array([[0, 1000, 32768, 65535]], dtype=np.uint16)
+    Image.fromarray(grey).save(tmp_path / "g16.png")
+    rgb = read_rgb_image(tmp_path / "g16.png")  # the CLI's and nodes' reader
+    want = np.rint(grey / 257.0).astype(np.uint8)  # 65535 -> 255; Pillow alone gives 255s
+    assert rgb.dtype == np.uint8 and rgb.shape == (1, 4, 3)
+    assert np.array_equal(rgb, np.repeat(want[..., None], 3, axis=-1))
+    assert torch.equal(load_image(tmp_path / "g16.png"), image_to_tensor(rgb))
 
 
 def test_patch_grid_keeps_aspect_and_rounds_to_patches():
@@ -245,6 +258,23 @@ def test_cuda_half_precision_matches_cpu(dino_dir, clip_dir):
         assert (gpu.cpu() * cpu).sum(-1).min() > 0.99  # cosine similarity per token
 
 
+def test_bad_model_options_fail_fast_with_feature_errors(dino_dir):
+    # None of these may reach the (slow) model load, nor escape as a torch/ValueError.
+    for kwargs, msg in [
+        ({"device": "gpu"}, "unknown device"),
+        ({"input_size": "big"}, "input_size"),
+        ({"input_size": 0}, "input_size"),
+        ({"dtype": "float17"}, "unknown dtype"),
+    ]:
+        with pytest.raises(FeatureError, match=msg):
+            Dinov2Extractor("no/such-model-anywhere", **kwargs)
+    if not torch.cuda.is_available():
+        with pytest.raises(FeatureError, match="CUDA"):
+            Dinov2Extractor("no/such-model-anywhere", device="cuda")
+    with pytest.raises(FeatureError, match="smaller than one patch"):
+        Dinov2Extractor(str(dino_dir), input_size=13)
+
+
 def test_dinov2_source_contract(dino):
     source = Dinov2Source(extractor=dino)
     assert source.name == "dinov2" and source.needs_rgb and source.dim == 32
@@ -370,6 +400,24 @@ def test_clip_text_templates_cache_and_errors(clip_dir, monkeypatch):
         ClipDense(str(clip_dir), templates=("a photo",))
 
 
+def test_clip_runs_transformers_4_style_layers(clip, clip_dir, monkeypatch):
+    """transformers 4.x encoder layers take a causal mask and return a tuple."""
+    from transformers.models.clip import modeling_clip
+
+    images = rand_images(1, 16, 32, 3, seed=7)
+    dense, pooled = clip.extract(images), clip.image_embedding(images)
+    real = modeling_clip.CLIPEncoderLayer.forward
+
+    def legacy(self, hidden_states, attention_mask, causal_attention_mask, output_attentions=False):
+        assert causal_attention_mask is None
+        return (real(self, hidden_states, attention_mask),)
+
+    monkeypatch.setattr(modeling_clip.CLIPEncoderLayer, "forward", legacy)
+    old = ClipDense(str(clip_dir), input_size=TINY_CLIP["image_size"])
+    assert torch.equal(old.extract(images), dense)
+    assert torch.equal(old.image_embedding(images), pooled)
+
+
 def test_clip_source_and_wrong_architecture(clip, dino_dir):
     source = ClipSource(extractor=clip)
     assert source.name == "clip" and source.needs_rgb and source.dim == 16
@@ -423,6 +471,8 @@ def test_label_map_out_of_range_and_bad_files(tmp_path):
         LabelMapSource(tmp_path / "nope", NAMES)
     with pytest.raises(FeatureError, match="distinct"):
         LabelMapSource(tmp_path, ["mug", "Mug"])
+    with pytest.raises(FeatureError, match="distinct"):  # one prompt could not tell them apart
+        LabelMapSource(tmp_path, ["mug_handle", "Mug Handle"])
     with pytest.raises(FeatureError, match="dim"):
         LabelMapSource(tmp_path, NAMES, dim=2)
 
@@ -449,6 +499,8 @@ def test_label_decode_round_trip_and_text_query(tmp_path):
     assert labels.tolist() == [1, -1, 0, 2]
     assert torch.allclose(conf, torch.tensor([0.7, 0.0, 1.0, 0.6]))
     assert torch.equal(source.text_query("TABLE"), torch.tensor([0.0, 0.0, 1.0]))
+    parts = LabelMapSource(tmp_path, ["mug_handle", "mug_body"])
+    assert torch.equal(parts.text_query(" Mug Handle"), torch.tensor([1.0, 0.0]))  # as queries
     with pytest.raises(QueryError, match="known labels: mug, bowl, table"):
         source.text_query("cup")
     with pytest.raises(FeatureError, match=r"\[N, 3\]"):

@@ -217,6 +217,19 @@ def test_point_prompt_queries_picks_the_local_feature_and_reports_misses() -> No
         point_prompt_queries(means, feats, means[:1], weights=torch.zeros(4))
 
 
+def test_point_prompt_queries_far_from_the_origin_in_float32() -> None:
+    # Gaussians 1 cm apart, 1000 units from the origin: |a|^2 + |b|^2 - 2ab in float32 would
+    # lose the centimetres; the nearest Gaussian must still be found.
+    n = 40
+    means = torch.zeros(n, 3)
+    means[:, 0] = 1000.0 + 0.01 * torch.arange(n)
+    feats = torch.eye(n)  # Gaussian i's feature names i
+    points = means.clone()
+    points[:, 0] += 0.003
+    q = point_prompt_queries(means, feats, points, k=1)
+    assert q.argmax(dim=1).tolist() == list(range(n))
+
+
 def test_pixel_prompt_points_unproject_through_pixel_centres() -> None:
     angle = 0.3
     rot = torch.tensor(
@@ -239,9 +252,18 @@ def test_pixel_prompt_points_unproject_through_pixel_centres() -> None:
         uv, torch.tensor([[5.5, 7.5], [63.5, 47.5]]).double(), atol=1e-5, rtol=0
     )
     torch.testing.assert_close(cam_pts[:, 2], torch.full((2,), 2.5).double(), atol=1e-6, rtol=0)
-    for bad, msg in [([20, 10], "no surface"), ([21, 11], "no surface"), ([64, 0], "outside")]:
+    for bad, msg in [
+        ([20, 10], "no surface"),
+        ([21, 11], "no surface"),
+        ([64, 0], "outside"),
+        ([math.nan, 3], "not an integer"),
+        ([3, math.inf], "not an integer"),
+        ([2.5, 3], "not an integer"),
+    ]:
         with pytest.raises(QueryError, match=msg):
             pixel_prompt_points(cam, [bad], depth, alpha=alpha)
+    with pytest.raises(QueryError, match="alpha is"):
+        pixel_prompt_points(cam, [[5, 7]], depth, alpha=alpha[:, :60])
 
 
 # -- kNN transfer ---------------------------------------------------------------------------------
@@ -272,6 +294,20 @@ def test_knn_transfer_matches_brute_force_with_exact_ties(k: int) -> None:
     want = knn_transfer_reference(target, source, labels, k=k)
     assert torch.equal(got[0], want[0])
     assert torch.equal(got[1], want[1])
+
+
+def test_knn_transfer_with_sparse_large_label_values() -> None:
+    # Vote memory follows the number of labels, not the largest value (2**40 would need
+    # terabytes of per-value slots); the tie rules still see the label values themselves.
+    rng = np.random.default_rng(10)
+    target = torch.from_numpy(rng.normal(size=(200, 8)))
+    source = torch.from_numpy(rng.normal(size=(50, 8)))
+    labels = torch.from_numpy(rng.choice([-1, 3, 2**40, 7], size=50))
+    for k in (1, 2, 4):
+        got = knn_transfer(target, source, labels, k=k)
+        want = knn_transfer_reference(target, source, labels, k=k)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    assert 2**40 in got[0].tolist()
 
 
 def test_knn_transfer_tie_rules_by_hand() -> None:

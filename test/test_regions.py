@@ -243,6 +243,11 @@ def test_check_output_path(tmp_path) -> None:
     (allowed / "d.ply").mkdir()
     with pytest.raises(QueryError, match="folder"):
         check_output_path("d.ply", allowed)
+    # Bad requests, not internal errors: a symlink loop and a name longer than the OS allows.
+    os.symlink("loop", allowed / "loop")
+    for bad in ["loop/x.ply", "x" * 300 + ".ply"]:
+        with pytest.raises(QueryError, match="output path"):
+            check_output_path(bad, allowed)
 
 
 # -- export ------------------------------------------------------------------------------------
@@ -303,6 +308,12 @@ def test_export_selection_errors(tmp_path, saved) -> None:
     with pytest.raises(QueryError, match="integers"):
         export_selection(scene, np.array([1.5]), tmp_path / "x.ply")
     assert saved == []
+
+
+def test_export_selection_reports_write_failures(tmp_path) -> None:
+    (tmp_path / "a_file").write_text("not a folder")
+    with pytest.raises(QueryError, match="cannot write"):
+        export_selection(make_scene(10), np.array([3]), tmp_path / "a_file" / "x.ply")
 
 
 def test_export_selection_writes_a_loadable_ply(tmp_path) -> None:

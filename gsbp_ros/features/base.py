@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,8 @@ def image_to_tensor(image: np.ndarray | Tensor) -> Tensor:
         raise FeatureError(f"unsupported image dtype {t.dtype}; use uint8, uint16 or float 0..1")
     t = t.float()
     lo, hi = (float(v) for v in t.aminmax()) if t.numel() else (0.0, 0.0)
+    if not (math.isfinite(lo) and math.isfinite(hi)):  # aminmax propagates NaN
+        raise FeatureError("float image holds non-finite values (NaN or Inf)")
     # A float image in 0..255 is a common slip; it would silently saturate the model input.
     if lo < -1e-3 or hi > 1.0 + 1e-3:
         raise FeatureError(
@@ -105,19 +108,14 @@ def image_to_tensor(image: np.ndarray | Tensor) -> Tensor:
 
 
 def load_image(path: str | Path) -> Tensor:
-    """Read an image file (PNG, JPEG, ...) as [H, W, 3] float32 in 0..1."""
-    from PIL import Image
+    """Read an image file (PNG, JPEG, ...) as [H, W, 3] float32 in 0..1.
 
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            if img.mode in ("I;16", "I;16B", "I;16L"):
-                arr = np.asarray(img).astype(np.uint16)
-            else:
-                arr = np.asarray(img.convert("RGB"))
-    except (OSError, ValueError) as exc:
-        raise FeatureError(f"cannot read image {path}: {exc}") from exc
-    return image_to_tensor(arr)
+    Decoded by :func:`gsbp_ros.images.read_rgb_image` (8 bits per channel), the reader the
+    CLI and nodes use for source photos, so every photo reaches a model the same way.
+    """
+    from gsbp_ros.images import read_rgb_image
+
+    return image_to_tensor(read_rgb_image(path))
 
 
 def check_rgb(rgb: Tensor | None, source: str) -> Tensor:
@@ -205,6 +203,18 @@ def as_dtype(dtype: torch.dtype | str) -> torch.dtype:
     if key not in names:
         raise FeatureError(f"unknown dtype {dtype!r}; use one of {', '.join(names)}")
     return names[key]
+
+
+def as_device(device: str | torch.device) -> torch.device:
+    """``torch.device(device)``, or a FeatureError for a name torch does not know or a CUDA
+    device on a machine without CUDA (checked before any model is loaded)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise FeatureError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise FeatureError(f"device {device!r} was requested but this torch has no usable CUDA")
+    return dev
 
 
 def to_device(model: Any, device: torch.device, dtype: torch.dtype, *, what: str) -> Any:
@@ -364,9 +374,18 @@ def weights_fingerprint(ref: ModelRef) -> dict[str, str]:
 class PatchExtractor:
     """What every ViT patch-feature extractor shares: ONE preprocessing for scene renders and
     source photos alike (the reference code normalised one and not the other), the token grid,
-    and a cache key from the weights. Subclasses set ``ref``, ``device``, ``dtype``,
-    ``patch_size``, ``input_size``, ``mean``, ``std`` in their constructor.
+    model loading, and a cache key from the weights.
+
+    Subclasses set the class attributes below and call :meth:`_load` first in their
+    constructor; it sets ``ref``, ``device``, ``dtype``, ``patch_size``, ``input_size``,
+    ``mean`` and ``std``.
     """
+
+    what: str  # model family in messages, e.g. "DINOv2"
+    default_model: str  # hub id named in download hints
+    setting: str  # the parameter users set to choose the model, e.g. "dinov2_model"
+    model_types: tuple[str, ...]  # accepted ``config.model_type`` values
+    default_stats: tuple[tuple[float, float, float], tuple[float, float, float]]  # mean, std
 
     ref: ModelRef
     device: torch.device
@@ -376,6 +395,55 @@ class PatchExtractor:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     _fingerprint: dict[str, str] | None = None
+
+    @staticmethod
+    def _patch_size_of(config: Any) -> int:
+        """Patch size in pixels from the loaded model's config."""
+        raise NotImplementedError
+
+    def _load(
+        self,
+        model: str | Path,
+        loader: str,
+        *,
+        input_size: int,
+        device: str | torch.device,
+        dtype: torch.dtype | str,
+    ) -> Any:
+        """Check the options, then load the weights with ``transformers.<loader>``; returns
+        the model, still on the CPU."""
+        # Cheap checks first: a bad option must not wait for a model to load.
+        self.device = as_device(device)
+        self.dtype = as_dtype(dtype)
+        try:
+            size = int(input_size)
+        except (TypeError, ValueError):
+            size = 0
+        if size < 1:
+            raise FeatureError(
+                f"{self.what} input_size must be a positive pixel count, got {input_size!r}"
+            )
+        self.ref = resolve_model(
+            model, what=self.what, default_id=self.default_model, setting=self.setting
+        )
+        import transformers  # after the checks: importing it takes seconds
+
+        net = load_pretrained(
+            self.ref,
+            getattr(transformers, loader),
+            what=self.what,
+            default_id=self.default_model,
+            setting=self.setting,
+            model_types=self.model_types,
+        )
+        self.patch_size = int(self._patch_size_of(net.config))
+        if size < self.patch_size:
+            raise FeatureError(
+                f"{self.what} input_size {size} is smaller than one patch ({self.patch_size} px)"
+            )
+        self.input_size = size
+        self.mean, self.std = norm_stats(self.ref, self.default_stats)
+        return net
 
     def grid_size(self, height: int, width: int) -> tuple[int, int]:
         """Token grid (h, w) for an image of ``height`` x ``width`` pixels."""

@@ -19,8 +19,10 @@ These are not LSeg features; text-query quality is that of MaskCLIP (coarse, noi
 
 from __future__ import annotations
 
+import inspect
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,17 +30,7 @@ from torch import Tensor
 
 from gsbp_ros.camera import Camera
 from gsbp_ros.errors import FeatureError
-from gsbp_ros.features.base import (
-    FeatureSource,
-    PatchExtractor,
-    as_dtype,
-    check_rgb,
-    hub_offline,
-    load_pretrained,
-    norm_stats,
-    resolve_model,
-    to_device,
-)
+from gsbp_ros.features.base import FeatureSource, PatchExtractor, check_rgb, hub_offline, to_device
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch16"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -67,6 +59,12 @@ class ClipDense(PatchExtractor):
         text_cache_size: how many prompt embeddings to keep (least recently used dropped).
     """
 
+    what = "CLIP"
+    default_model = DEFAULT_MODEL
+    setting = "clip_model"
+    model_types = ("clip",)
+    default_stats = (CLIP_MEAN, CLIP_STD)
+
     def __init__(
         self,
         model: str = DEFAULT_MODEL,
@@ -77,22 +75,14 @@ class ClipDense(PatchExtractor):
         templates: Sequence[str] = DEFAULT_TEMPLATES,
         text_cache_size: int = 1024,
     ) -> None:
-        # Cheap checks first: a bad option must not wait for a model to load.
-        self.device = torch.device(device)
-        self.dtype = as_dtype(dtype)
-        if int(input_size) < 1:
-            raise FeatureError(f"CLIP input_size must be a positive pixel count, got {input_size}")
-        self.ref = resolve_model(model, what="CLIP", default_id=DEFAULT_MODEL, setting="clip_model")
-        from transformers import AutoTokenizer, CLIPModel
+        templates = (templates,) if isinstance(templates, str) else tuple(templates)
+        for t in templates:  # before the model loads: a typo must not wait for it
+            if not isinstance(t, str) or t.count("{}") != 1:
+                raise FeatureError(f"CLIP prompt template {t!r} must contain exactly one '{{}}'")
+        self.templates = templates
+        net = self._load(model, "CLIPModel", input_size=input_size, device=device, dtype=dtype)
+        from transformers import AutoTokenizer
 
-        net = load_pretrained(
-            self.ref,
-            CLIPModel,
-            what="CLIP",
-            default_id=DEFAULT_MODEL,
-            setting="clip_model",
-            model_types=("clip",),
-        )
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(
                 self.ref.load_arg, local_files_only=hub_offline()
@@ -102,24 +92,25 @@ class ClipDense(PatchExtractor):
                 f"CLIP model {self.ref.spec!r} has no usable tokenizer: "
                 f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}"
             ) from exc
-        templates = tuple(templates)
-        for t in templates:
-            if t.count("{}") != 1:
-                raise FeatureError(f"CLIP prompt template {t!r} must contain exactly one '{{}}'")
-        self.templates = templates
-        vcfg = net.config.vision_config
-        self.patch_size: int = int(vcfg.patch_size)
-        if int(input_size) < self.patch_size:
-            raise FeatureError(
-                f"CLIP input_size {input_size} is smaller than one patch ({self.patch_size} px)"
-            )
-        self.input_size = int(input_size)
         self.dim: int = int(net.config.projection_dim)
         self.max_text_tokens: int = int(net.config.text_config.max_position_embeddings)
-        self.mean, self.std = norm_stats(self.ref, (CLIP_MEAN, CLIP_STD))
-        self.model = to_device(net, self.device, self.dtype, what="CLIP")
+        # transformers 4.x encoder layers take (x, attention_mask, causal_attention_mask) and
+        # return a tuple; 5.x take (x, attention_mask) and return the tensor.
+        layer_forward = type(net.vision_model.encoder.layers[0]).forward
+        self._legacy_layers = "causal_attention_mask" in inspect.signature(layer_forward).parameters
+        self.model = to_device(net, self.device, self.dtype, what=self.what)
         self._text_cache: OrderedDict[str, Tensor] = OrderedDict()
         self._text_cache_size = max(0, int(text_cache_size))
+
+    @staticmethod
+    def _patch_size_of(config: Any) -> int:
+        return int(config.vision_config.patch_size)
+
+    def _run_layer(self, layer: torch.nn.Module, x: Tensor) -> Tensor:
+        """One vision encoder layer without attention mask: [B, T, Cv] -> [B, T, Cv]."""
+        if self._legacy_layers:
+            return layer(x, None, None)[0]
+        return layer(x, None)
 
     # --- images ---------------------------------------------------------------------------
 
@@ -129,7 +120,7 @@ class ClipDense(PatchExtractor):
         x = vm.embeddings(pixels, interpolate_pos_encoding=True)
         x = vm.pre_layrnorm(x)
         for layer in vm.encoder.layers[:-1]:
-            x = layer(x, None)
+            x = self._run_layer(layer, x)
         return x
 
     def maskclip_tokens(self, x: Tensor) -> Tensor:
@@ -167,7 +158,7 @@ class ClipDense(PatchExtractor):
         pixels = self.preprocess(images)
         vm = self.model.vision_model
         x = self.last_layer_input(pixels)
-        cls = vm.encoder.layers[-1](x, None)[:, 0]
+        cls = self._run_layer(vm.encoder.layers[-1], x)[:, 0]
         emb = self.model.visual_projection(vm.post_layernorm(cls))
         return F.normalize(emb.float(), dim=-1)
 

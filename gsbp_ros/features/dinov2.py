@@ -6,22 +6,15 @@ loaded raises a FeatureError that says how to fetch it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from gsbp_ros.camera import Camera
 from gsbp_ros.errors import FeatureError
-from gsbp_ros.features.base import (
-    FeatureSource,
-    PatchExtractor,
-    as_dtype,
-    check_rgb,
-    load_pretrained,
-    norm_stats,
-    resolve_model,
-    to_device,
-)
+from gsbp_ros.features.base import FeatureSource, PatchExtractor, check_rgb, to_device
 
 DEFAULT_MODEL = "facebook/dinov2-small"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -42,6 +35,12 @@ class Dinov2Extractor(PatchExtractor):
             features are returned as float32 either way.
     """
 
+    what = "DINOv2"
+    default_model = DEFAULT_MODEL
+    setting = "dinov2_model"
+    model_types = ("dinov2", "dinov2_with_registers")
+    default_stats = (IMAGENET_MEAN, IMAGENET_STD)
+
     def __init__(
         self,
         model: str = DEFAULT_MODEL,
@@ -50,38 +49,15 @@ class Dinov2Extractor(PatchExtractor):
         device: str | torch.device = "cpu",
         dtype: torch.dtype | str = torch.float32,
     ) -> None:
-        # Cheap checks first: a bad option must not wait for a model to load.
-        self.device = torch.device(device)
-        self.dtype = as_dtype(dtype)
-        if int(input_size) < 1:
-            raise FeatureError(
-                f"DINOv2 input_size must be a positive pixel count, got {input_size}"
-            )
-        self.ref = resolve_model(
-            model, what="DINOv2", default_id=DEFAULT_MODEL, setting="dinov2_model"
-        )
-        from transformers import AutoModel
+        net = self._load(model, "AutoModel", input_size=input_size, device=device, dtype=dtype)
+        self.num_register_tokens: int = int(getattr(net.config, "num_register_tokens", 0) or 0)
+        self.dim: int = int(net.config.hidden_size)
+        self.model = to_device(net, self.device, self.dtype, what=self.what)
 
-        net = load_pretrained(
-            self.ref,
-            AutoModel,
-            what="DINOv2",
-            default_id=DEFAULT_MODEL,
-            setting="dinov2_model",
-            model_types=("dinov2", "dinov2_with_registers"),
-        )
-        cfg = net.config
-        patch = cfg.patch_size
-        self.patch_size: int = int(patch if isinstance(patch, int) else patch[0])
-        if int(input_size) < self.patch_size:
-            raise FeatureError(
-                f"DINOv2 input_size {input_size} is smaller than one patch ({self.patch_size} px)"
-            )
-        self.input_size = int(input_size)
-        self.num_register_tokens: int = int(getattr(cfg, "num_register_tokens", 0) or 0)
-        self.dim: int = int(cfg.hidden_size)
-        self.mean, self.std = norm_stats(self.ref, (IMAGENET_MEAN, IMAGENET_STD))
-        self.model = to_device(net, self.device, self.dtype, what="DINOv2")
+    @staticmethod
+    def _patch_size_of(config: Any) -> int:
+        patch = config.patch_size
+        return int(patch if isinstance(patch, int) else patch[0])
 
     @torch.no_grad()  # not inference_mode: callers may use the maps in autograd graphs
     def extract(self, images: Tensor) -> Tensor:

@@ -18,45 +18,17 @@ import torch
 from torch import Tensor
 
 from gsbp_ros.camera import Camera
-from gsbp_ros.errors import FeatureError, QueryError
+from gsbp_ros.errors import FeatureError
 from gsbp_ros.features.base import FeatureSource
 from gsbp_ros.features.encoding import train_identity_codes
 from gsbp_ros.fileio import sha256_file
+from gsbp_ros.images import read_label_image
+from gsbp_ros.query import label_key, match_label
 
 ENCODINGS = ("onehot", "contrastive")
-_PIL_MODES = ("L", "P", "1", "I", "I;16", "I;16B", "I;16L", "I;16N")
 
-
-def read_label_map(path: str | Path) -> np.ndarray:
-    """Read an integer label map: [H, W] int64 (values not range-checked here)."""
-    path = Path(path)
-    if path.suffix.lower() == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise FeatureError(f"cannot read label map {path}: {exc}") from exc
-        if arr.ndim == 3 and arr.shape[-1] == 1:
-            arr = arr[..., 0]
-        if arr.dtype.kind not in "iub":
-            raise FeatureError(
-                f"label map {path} holds {arr.dtype} values; label maps must be integers"
-            )
-    else:
-        from PIL import Image
-
-        try:
-            with Image.open(path) as img:
-                if img.mode not in _PIL_MODES:
-                    raise FeatureError(
-                        f"label map {path} is a {img.mode} image; write label ids as a "
-                        "single-channel 8-bit or 16-bit PNG (colour-coded masks are not read)"
-                    )
-                arr = np.asarray(img)
-        except OSError as exc:
-            raise FeatureError(f"cannot read label map {path}: {exc}") from exc
-    if arr.ndim != 2:
-        raise FeatureError(f"label map {path} has shape {list(arr.shape)}; expected [H, W]")
-    return arr.astype(np.int64)
+#: Kept for callers of the old name; label images are read in one place.
+read_label_map = read_label_image
 
 
 def resize_nearest(labels: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -104,10 +76,13 @@ class LabelMapSource(FeatureSource):
                 "label_names must be a non-empty list of names, e.g. ['mug', 'table']"
             )
         names = [str(n).strip() for n in label_names]
-        lowered = [n.lower() for n in names]
-        dupes = sorted({n for n in lowered if lowered.count(n) > 1})
-        if "" in lowered or dupes:
-            raise FeatureError(f"label names must be non-empty and distinct, got {names}")
+        # Distinct as queries see them (case, "_" vs " "): two names one prompt cannot tell
+        # apart would make one of the labels unqueryable.
+        keys = [label_key(n) for n in names]
+        if "" in keys or len(set(keys)) != len(keys):
+            raise FeatureError(
+                f"label names must be non-empty and distinct (ignoring case and '_'), got {names}"
+            )
         self.label_names: list[str] = names
         num = len(names)
         if encoding not in ENCODINGS:
@@ -195,12 +170,9 @@ class LabelMapSource(FeatureSource):
         return labels, torch.where(seen, conf, torch.zeros_like(conf))
 
     def text_query(self, name: str) -> Tensor:
-        """The code [D] of a label, matched by exact name (case-insensitive)."""
-        key = str(name).strip().lower()
-        for i, n in enumerate(self.label_names):
-            if n.lower() == key:
-                return self.codes[i].clone()
-        raise QueryError(f"unknown label {name!r}; known labels: {', '.join(self.label_names)}")
+        """The code [D] of a label, matched like every label prompt (case-insensitive, ``_``
+        same as a space; see :func:`gsbp_ros.query.match_label`)."""
+        return self.codes[match_label(self.label_names, str(name))].clone()
 
     def cache_key(self) -> dict[str, str]:
         if self._maps_hash is None:  # label maps are small; hash their content once
