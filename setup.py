@@ -17,7 +17,7 @@ setup(
         "numpy",
         "safetensors",
         "pillow",
-        "transformers>=4.40",
+        "transformers>=4.47",  # Dinov2WithRegisters, CLIP pos-embedding interpolation
         "packaging",
     ],
     extras_require={

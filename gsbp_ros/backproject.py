@@ -41,6 +41,33 @@ class Accumulators:
     sums: dict[str, Tensor] = field(default_factory=dict)
     weights: dict[str, Tensor] = field(default_factory=dict)
     views: dict[str, int] = field(default_factory=dict)
+    # Σ_v (Σ_p w_k(p)) c_v and Σ_v Σ_p w_k(p) over every view: where the cameras that saw a
+    # Gaussian stood, which orients its surface normal outward (region approach directions).
+    viewer_sum: Tensor | None = None
+    viewer_weight: Tensor | None = None
+
+    def add_viewer(self, center: Tensor, weight_sum: Tensor) -> None:
+        """center: [3] camera position of one view; weight_sum: [N] Σ_p w of that view."""
+        if self.viewer_sum is None:
+            self.viewer_sum = torch.zeros(
+                self.num_gaussians, 3, dtype=torch.float64, device=self.device
+            )
+            self.viewer_weight = torch.zeros(
+                self.num_gaussians, dtype=torch.float64, device=self.device
+            )
+        w = weight_sum.to(torch.float64)
+        self.viewer_sum += w[:, None] * center.to(self.device, torch.float64)[None]
+        self.viewer_weight += w
+
+    def viewpoints(self) -> Tensor | None:
+        """[N, 3] float32 weight-averaged position of the cameras that saw each Gaussian
+        (zeros where no view saw it)."""
+        if self.viewer_sum is None:
+            return None
+        out = torch.zeros_like(self.viewer_sum)
+        seen = self.viewer_weight > 0
+        out[seen] = self.viewer_sum[seen] / self.viewer_weight[seen, None]
+        return out.to(torch.float32)
 
     def add(self, name: str, weighted: Tensor, weight_sum: Tensor) -> None:
         """weighted: [N, C] Σ_p w F of one view; weight_sum: [N] Σ_p w of that view."""
@@ -71,6 +98,10 @@ class Accumulators:
             views = torch.tensor([self.views[name]], dtype=torch.float64, device=self.device)
             dist.all_reduce(views)
             self.views[name] = int(views.item())
+        if self.viewer_sum is None:  # a rank without views still joins the reduction
+            self.add_viewer(torch.zeros(3), torch.zeros(self.num_gaussians))
+        dist.all_reduce(self.viewer_sum)
+        dist.all_reduce(self.viewer_weight)
 
 
 def finalize(
@@ -194,6 +225,7 @@ def backproject(
         features={n: t.cpu() for n, t in features.items()},
         weights={n: t.cpu() for n, t in weight_out.items()},
         meta={"sources": field_meta, **(dict(meta) if meta else {})},
+        viewpoints=None if (vp := acc.viewpoints()) is None else vp.cpu(),
     )
 
 
@@ -218,15 +250,15 @@ def _add_view(
     rgb = None
     if any(getattr(s, "needs_rgb", False) for s in sources.values()):
         rgb = render_rgb(scene, view, weights=weights, background=background)
-    missing, wsum = [], None
+    wsum = weights.weight_sum()
+    acc.add_viewer(view.center, wsum)
+    missing = []
     for name, source in sources.items():
         fmap = source.view_features(view, rgb)
         if fmap is None:
             missing.append(name)
             continue
         fmap = _check_feature_map(fmap, name, view.name).to(acc.device)
-        if wsum is None:
-            wsum = weights.weight_sum()
         acc.add(name, weights.backproject(fmap), wsum)
     return missing
 

@@ -273,7 +273,6 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 def _write_overlay(engine, sel, png: str, view: str, args: argparse.Namespace) -> None:
     """Text: the paper's 2D rule (Eq. 7) on the rendered field. Points: the 3D selection."""
-    import torch
 
     from gsbp_ros.overlay import overlay_mask, save_png
     from gsbp_ros.raster import compute_view_weights, render_rgb
@@ -284,17 +283,23 @@ def _write_overlay(engine, sel, png: str, view: str, args: argparse.Namespace) -
     else:
         w = compute_view_weights(engine.scene, cam)
         rgb = render_rgb(engine.scene, cam, weights=w, background=(1.0, 1.0, 1.0)).numpy()
-        chosen = torch.zeros(engine.scene.num_gaussians, 1)
-        chosen[torch.from_numpy(sel.indices)] = 1.0
-        alpha = w.alpha()
-        mask = ((w.render(chosen)[..., 0] > 0.5 * alpha) & (alpha > 0.5)).numpy()
+        mask = _selection_pixels(w, sel.indices)
     save_png(overlay_mask(rgb, mask), png)
     print(f"  overlay of view {cam.name} ({int(mask.sum())} pixels) -> {png}")
 
 
+def _selection_pixels(weights, indices: np.ndarray) -> np.ndarray:
+    """[H, W] bool: opaque pixels where the selected Gaussians carry most of the weight."""
+    import torch
+
+    chosen = torch.zeros(weights.num_gaussians, 1)
+    chosen[torch.from_numpy(np.asarray(indices, dtype=np.int64))] = 1.0
+    alpha = weights.alpha()
+    return ((weights.render(chosen)[..., 0] > 0.5 * alpha) & (alpha > 0.5)).numpy()
+
+
 def cmd_overlay(args: argparse.Namespace) -> int:
     """Tint the pixels where selected Gaussians dominate the render of one view."""
-    import torch
 
     from gsbp_ros.overlay import color_for, overlay_mask, save_png
     from gsbp_ros.raster import compute_view_weights, render_rgb
@@ -310,16 +315,13 @@ def cmd_overlay(args: argparse.Namespace) -> int:
     rgb = render_rgb(scene, cam, weights=w, background=(1.0, 1.0, 1.0)).numpy()
     # Wash out everything that is not selected so the selections stand out.
     out = ((0.45 * rgb + 0.55) * 255 + 0.5).astype(np.uint8)
-    alpha = w.alpha()
     for i, key in enumerate(keys):
         if key not in doc:
             raise GsbpError(f"{args.indices} has no selection {key!r} (has {', '.join(doc)})")
         idx = np.asarray(doc[key] if isinstance(doc[key], list) else doc[key]["indices"])
         if idx.size and (idx.min() < 0 or idx.max() >= scene.num_gaussians):
             raise GsbpError(f"selection {key!r} has indices outside [0, {scene.num_gaussians})")
-        chosen = torch.zeros(scene.num_gaussians, 1)
-        chosen[torch.from_numpy(idx.astype(np.int64))] = 1.0
-        mask = ((w.render(chosen)[..., 0] > 0.5 * alpha) & (alpha > 0.5)).numpy()
+        mask = _selection_pixels(w, idx)
         full = (rgb * 255 + 0.5).astype(np.uint8)
         out[mask] = overlay_mask(full, mask, color=color_for(i), alpha=0.8)[mask]
         rgb255 = tuple(round(255 * c) for c in color_for(i))

@@ -274,20 +274,22 @@ class GsbpEngine:
             self.check_ready()
             raise NotReadyError("not ready: no scene loaded")
 
-    def _summarize(self, sel: Selection) -> Selection:
-        from gsbp_ros.regions import summarize_region
+    def _region_context(self) -> dict:
+        """Everything a region summary needs besides the indices (query.selection_from_indices)."""
+        from gsbp_ros.regions import gaussian_normals
 
-        if sel.indices.size == 0:
-            return sel
-        idx = torch.from_numpy(sel.indices)
-        centers = np.stack([c.center.numpy() for c in self.cameras]) if self.cameras else None
-        sel.summary = summarize_region(
-            self.scene.means[idx].cpu().numpy(),
-            scales=self.scene.scales()[idx].cpu().numpy(),
-            quats=self.scene.quats[idx].cpu().numpy(),
-            camera_centers=centers,
-        )
-        return sel
+        log_scales = self.scene.log_scales.cpu().numpy()
+        quats = self.scene.quats.cpu().numpy()
+        vp = None
+        if self.field is not None and self.field.viewpoints is not None:
+            vp = self.field.viewpoints.cpu().numpy()
+        return {
+            "normals_fn": lambda idx: gaussian_normals(log_scales[idx], quats[idx]),
+            "camera_centers": np.stack([c.center.numpy() for c in self.cameras])
+            if self.cameras
+            else None,
+            "view_points": vp,
+        }
 
     # -- queries ------------------------------------------------------------------------------
     def _text_queries(
@@ -309,12 +311,16 @@ class GsbpEngine:
                     f"negative prompt(s) {unknown} name no label of the label-map source "
                     f"(labels: {', '.join(names)})"
                 )
-            pos_names = {_norm(p) for p in positive}
             if not negative:
-                negative = [n for n in names if _norm(n) not in pos_names]
+                negative = [n for n in names if not _is_label(n, positive)]
             dim = self.field.features["labels"].shape[1]
-            pos_q = label_query_codes(names, positive)
-            neg_q = label_query_codes(names, negative) if negative else torch.zeros(0, dim)
+            table = getattr(labels, "codes", None)
+            pos_q = label_query_codes(names, positive, code_table=table)
+            neg_q = (
+                label_query_codes(names, negative, code_table=table)
+                if negative
+                else torch.zeros(0, dim)
+            )
             return "labels", pos_q, neg_q, negative
         if "clip" not in self.sources and labels is not None:
             unknown = [p for p in positive if not _is_label(p, names)]
@@ -500,9 +506,12 @@ class GsbpEngine:
             lab_np = lab.cpu().numpy().astype(np.int64)
             conf_np = conf.cpu().numpy().astype(np.float32)
             regions = labels_to_selections(
-                lab_np, conf_np, list(labels), self.scene.means.cpu().numpy()
+                lab_np,
+                conf_np,
+                list(labels),
+                self.scene.means.cpu().numpy(),
+                **self._region_context(),
             )
-            regions = [self._summarize(r) for r in regions]
             for r in regions:
                 r.info.update({"mode": mode, "latency_s": time.monotonic() - t0})
             return Labelling(list(labels), lab_np, conf_np, regions)
@@ -529,22 +538,34 @@ class GsbpEngine:
         self, images: list[np.ndarray], masks: list[np.ndarray]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """[M, C] DINOv2 patch features of the sources and their [M] labels (-1 background)."""
+        from gsbp_ros.features.base import image_to_tensor
+        from gsbp_ros.features.labels import resize_nearest
+
         extractor = self.sources["dinov2"].extractor
         feats, labs = [], []
         for img, mask in zip(images, masks):
-            x = torch.from_numpy(img.astype(np.float32) / 255.0)[None].to(self.device)
-            f = extractor.extract(x)[0]  # [h, w, C], same preprocessing as the scene renders
+            f = extractor.extract(image_to_tensor(img)[None])[0]  # [h, w, C], as scene renders
             h, w = f.shape[:2]
-            m = torch.from_numpy(mask.astype(np.int64))[None, None].float()
-            m = torch.nn.functional.interpolate(m, size=(h, w), mode="nearest")[0, 0].long()
+            # Each patch takes the label under its centre pixel (never a blend of labels).
+            m = torch.from_numpy(resize_nearest(mask.astype(np.int64), h, w)).to(f.device)
             feats.append(f.reshape(-1, f.shape[-1]))
             labs.append((m - 1).reshape(-1))
         return torch.cat(feats), torch.cat(labs)
 
     def _selection(self, name: str, mask: torch.Tensor, scores: torch.Tensor) -> Selection:
+        from gsbp_ros.query import selection_from_indices
+
         idx = mask.nonzero().flatten().cpu().numpy().astype(np.int64)
-        sel = Selection(name=name, indices=idx, scores=scores.cpu().numpy()[idx].astype(np.float32))
-        return self._summarize(sel)
+        ctx = self._region_context()
+        return selection_from_indices(
+            name,
+            idx,
+            scores.cpu().numpy()[idx],
+            self.scene.means.cpu().numpy(),
+            normals=ctx["normals_fn"](idx),
+            camera_centers=ctx["camera_centers"],
+            view_points=ctx["view_points"],
+        )
 
     def save_region(
         self,
@@ -584,12 +605,10 @@ class GsbpEngine:
         return str(written), int(count)
 
 
-def _norm(name: str) -> str:
-    return name.strip().lower().replace("_", " ")
-
-
 def _is_label(name: str, names: Sequence[str]) -> bool:
-    return _norm(name) in {_norm(n) for n in names}
+    from gsbp_ros.query import label_key
+
+    return label_key(name) in {label_key(n) for n in names}
 
 
 def _all_labels(prompts: Sequence[str], names: Sequence[str]) -> bool:

@@ -25,7 +25,7 @@ from gsbp_ros.fileio import atomic_path, sha256_file
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # 2: viewpoints
 DEFAULT = "default"
 
 
@@ -37,11 +37,14 @@ class FeatureField:
         features: source name -> [N, C] float32.
         weights: source name -> [N] float32 Σ w (0 = never seen by that source).
         meta: JSON-serialisable metadata (per-source model ids, parameters, cache key).
+        viewpoints: [N, 3] float32 weight-averaged position of the cameras that saw each
+            Gaussian (zeros where none did), or None; orients surface normals outward.
     """
 
     features: dict[str, Tensor]
     weights: dict[str, Tensor]
     meta: dict = field(default_factory=dict)
+    viewpoints: Tensor | None = None
 
     def __post_init__(self) -> None:
         if set(self.features) != set(self.weights):
@@ -54,6 +57,14 @@ class FeatureField:
         for name, t in self.features.items():
             if t.ndim != 2 or self.weights[name].ndim != 1:
                 raise FeatureError(f"feature field: source {name!r} must be [N, C] with [N] weight")
+        if self.viewpoints is not None and (
+            self.viewpoints.ndim != 2
+            or self.viewpoints.shape[1] != 3
+            or (sizes and self.viewpoints.shape[0] not in sizes)
+        ):
+            raise FeatureError(
+                f"feature field: viewpoints must be [N, 3], got {list(self.viewpoints.shape)}"
+            )
 
     @property
     def num_gaussians(self) -> int:
@@ -77,6 +88,8 @@ class FeatureField:
             suffix = "" if name == DEFAULT else f".{name}"
             tensors[f"features{suffix}"] = self.features[name].contiguous().to(torch.float32)
             tensors[f"weight{suffix}"] = self.weights[name].contiguous().to(torch.float32)
+        if self.viewpoints is not None:
+            tensors["viewpoints"] = self.viewpoints.contiguous().to(torch.float32)
         meta = {"gsbp": json.dumps({"version": FORMAT_VERSION, **self.meta}, sort_keys=True)}
         # save_file streams the tensors to disk; safetensors' save() would first build the
         # whole file as one bytes object (as large as the field itself).
@@ -110,6 +123,8 @@ class FeatureField:
         features: dict[str, Tensor] = {}
         weights: dict[str, Tensor] = {}
         for key, t in tensors.items():
+            if key == "viewpoints":
+                continue
             kind, _, name = key.partition(".")
             name = name or DEFAULT
             if kind == "features":
@@ -118,11 +133,14 @@ class FeatureField:
                 weights[name] = t
         if not features:
             raise FeatureError(f"feature field {path} holds no 'features' tensor")
+        viewpoints = tensors.get("viewpoints")
+        if viewpoints is not None and not torch.isfinite(viewpoints).all():
+            raise FeatureError(f"feature field {path}: viewpoints have NaN or Inf")
         for name, t in features.items():
             if not torch.isfinite(t).all() or not torch.isfinite(weights.get(name, t)).all():
                 raise FeatureError(f"feature field {path}: source {name!r} has NaN or Inf")
         meta.pop("version", None)
-        return cls(features=features, weights=weights, meta=meta)
+        return cls(features=features, weights=weights, meta=meta, viewpoints=viewpoints)
 
 
 def cameras_digest(cameras: Sequence[Camera]) -> str:

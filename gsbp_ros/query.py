@@ -651,12 +651,15 @@ def selection_from_indices(
     normals: np.ndarray | None = None,
     camera_centers: np.ndarray | None = None,
     scene_center: np.ndarray | None = None,
+    view_points: np.ndarray | None = None,
 ) -> Selection:
     """A :class:`Selection` with its region summary (None when empty).
 
     Args:
         indices: [M] indices into the scene. scores: [M]. means: [N, 3] all Gaussian centres.
         normals: [M, 3] normals of the selected Gaussians (for the approach direction).
+        view_points: [N, 3] where the cameras that saw each Gaussian stood
+            (:attr:`gsbp_ros.field.FeatureField.viewpoints`), to orient the normals.
     """
     from gsbp_ros.regions import summarize_region
 
@@ -670,6 +673,7 @@ def selection_from_indices(
             normals=None if normals is None else np.asarray(normals)[order],
             camera_centers=camera_centers,
             scene_center=scene_center,
+            view_points=None if view_points is None else np.asarray(view_points)[idx],
         )
     info: dict[str, float | str] = {"count": float(idx.size)}
     if idx.size:
@@ -686,6 +690,7 @@ def labels_to_selections(
     min_confidence: float = 0.0,
     normals_fn: Callable[[np.ndarray], np.ndarray] | None = None,
     camera_centers: np.ndarray | None = None,
+    view_points: np.ndarray | None = None,
 ) -> list[Selection]:
     """One :class:`Selection` per label that holds at least one Gaussian, in label order.
 
@@ -726,6 +731,7 @@ def labels_to_selections(
             normals=normals,
             camera_centers=camera_centers,
             scene_center=scene_center,
+            view_points=view_points,
         )
         sel.info["label_index"] = float(i)
         out.append(sel)

@@ -95,11 +95,14 @@ def approach_direction(
     *,
     camera_centers: np.ndarray | None = None,
     scene_center: np.ndarray | None = None,
+    view_points: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """Unit approach direction: minus the mean outward normal of the region.
 
     Each normal is first oriented outward, i.e. flipped to point toward
 
+    - its Gaussian's ``view_points`` row (where the cameras that saw that Gaussian stood; an
+      opaque surface is seen from its outer side), for rows that differ from the mean, else
     - the mean of ``camera_centers`` (the views that saw the region), else
     - away from ``scene_center`` (the region's centroid relative to the whole scene), else
       (or when the region's centroid is the scene centre) away from the region's centroid.
@@ -124,6 +127,13 @@ def approach_direction(
             toward = p - centroid  # convex-blob assumption: outward from its own centre
         else:
             toward = np.broadcast_to(outward, p.shape)
+    if view_points is not None:
+        vp = _points(view_points, "view_points")
+        if vp.shape != p.shape:
+            raise QueryError(f"view_points {list(vp.shape)} must match means {list(p.shape)}")
+        own = vp - p
+        known = np.linalg.norm(own, axis=1) > 1e-9 * (1 + np.abs(p).max())
+        toward = np.where(known[:, None], own, toward)
     dots = (n * toward).sum(axis=1)
     oriented = np.where(dots[:, None] < 0, -n, n)
     mean = oriented.mean(axis=0)
@@ -141,6 +151,7 @@ def summarize_region(
     normals: np.ndarray | None = None,
     camera_centers: np.ndarray | None = None,
     scene_center: np.ndarray | None = None,
+    view_points: np.ndarray | None = None,
     approach: bool = True,
 ) -> RegionSummary:
     """Centroid, AABB, PCA box, principal axis and approach direction of M Gaussians.
@@ -151,6 +162,8 @@ def summarize_region(
         normals: [M, 3] normals instead of scales/quats.
         camera_centers: [V, 3] positions of the cameras that saw the region.
         scene_center: [3] centroid of the whole scene (orientation fallback).
+        view_points: [M, 3] where the cameras that saw each Gaussian stood (see
+            :func:`approach_direction`); the best orientation when known.
         approach: compute the approach direction (needs normals or scales + quats).
     """
     p = _points(means, "means")
@@ -162,7 +175,11 @@ def summarize_region(
         normals = gaussian_normals(scales, quats)
     if approach and normals is not None:
         direction = approach_direction(
-            p, normals, camera_centers=camera_centers, scene_center=scene_center
+            p,
+            normals,
+            camera_centers=camera_centers,
+            scene_center=scene_center,
+            view_points=view_points,
         )
     return RegionSummary(
         centroid=p.mean(axis=0),

@@ -109,6 +109,13 @@ def test_backproject_equals_dense_oracle(mode):
     torch.testing.assert_close(field.weights["f"], den, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(field.features["f"], want, atol=1e-4, rtol=1e-4)
     assert field.features["f"].shape == (scene.num_gaussians, 6)
+    # Where the cameras that saw each Gaussian stood: Σ_v (Σ_p w) c_v / Σ_v Σ_p w.
+    per_view = torch.stack([reference_weights(scene, c).sum(0) for c in cams])  # [V, N]
+    centers = torch.stack([c.center for c in cams])  # [V, 3]
+    seen = per_view.sum(0) > 0
+    want_vp = (per_view.T @ centers)[seen] / per_view.sum(0)[seen, None]
+    torch.testing.assert_close(field.viewpoints[seen], want_vp, atol=1e-4, rtol=1e-4)
+    assert torch.all(field.viewpoints[~seen] == 0)
 
 
 def test_missing_maps_are_skipped_with_a_warning(caplog):

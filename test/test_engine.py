@@ -292,3 +292,20 @@ def test_tiny_random_models_exercise_the_dinov2_and_clip_paths(demo, tmp_path, m
     assert result.labels.shape == (n,) and set(np.unique(result.labels)) <= {-1, 0}
     unseen = ~eng.field.seen("dinov2").numpy()
     assert np.all(result.labels[unseen] == -1)
+
+
+def test_approach_directions_come_from_the_side_the_cameras_saw(demo):
+    """Table top: from above. Mug handle (on the mug's +x side): from outside, toward -x."""
+    parts = _names(demo)["parts"]
+    eng = GsbpEngine(
+        _config(demo, label_maps_dir=str(demo / "labels" / "parts"), label_names=parts),
+        log=lambda m: None,
+    )
+    eng.start()
+    assert eng.field.viewpoints is not None
+    table = eng.segment_text(["table_top"], [], 0.0).summary.approach
+    assert table @ np.array([0.0, 0.0, -1.0]) > 0.99
+    handle = eng.segment_text(["mug_handle"], [], 0.0)
+    mug = eng.segment_text(["mug_body"], [], 0.0)
+    assert handle.summary.centroid[0] > mug.summary.centroid[0] + 0.04  # the handle is at +x
+    assert handle.summary.approach[0] < -0.3

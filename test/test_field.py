@@ -169,3 +169,14 @@ def test_finalize_modes():
     )
     with pytest.raises(ValueError):
         finalize(sums, w, mode="median")
+
+
+def test_viewpoints_round_trip_and_validation(tmp_path):
+    f = _field(n=7)
+    f.viewpoints = torch.arange(21, dtype=torch.float32).reshape(7, 3)
+    f.save(tmp_path / "v.safetensors")
+    g = FeatureField.load(tmp_path / "v.safetensors")
+    assert torch.equal(g.viewpoints, f.viewpoints)
+    assert g.sources == f.sources  # "viewpoints" is not mistaken for a source
+    with pytest.raises(FeatureError, match="viewpoints"):
+        FeatureField(features=f.features, weights=f.weights, viewpoints=torch.zeros(6, 3))

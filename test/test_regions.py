@@ -325,3 +325,18 @@ def test_export_selection_writes_a_loadable_ply(tmp_path) -> None:
     back = GaussianScene.load(path)
     torch.testing.assert_close(back.means, scene.means[[2, 5, 11]])
     torch.testing.assert_close(back.sh, scene.sh[[2, 5, 11]])
+
+
+def test_view_points_orient_each_normal_over_a_misleading_camera_mean():
+    """Each Gaussian's own viewpoint wins over the mean of all cameras."""
+    from gsbp_ros.regions import approach_direction
+
+    rng = np.random.default_rng(0)
+    means = np.c_[np.zeros(50), rng.uniform(-1, 1, (50, 2))]  # the plane x = 0
+    normals = np.tile([1.0, 0.0, 0.0], (50, 1)) * rng.choice([-1.0, 1.0], (50, 1))
+    view_points = means + np.array([2.0, 0.3, 0.1])  # seen from the +x side
+    misleading = np.array([[-5.0, 0.0, 0.0]])  # the mean camera sits on the -x side
+    got = approach_direction(means, normals, camera_centers=misleading, view_points=view_points)
+    np.testing.assert_allclose(got, [-1.0, 0.0, 0.0], atol=1e-12)
+    without = approach_direction(means, normals, camera_centers=misleading)
+    np.testing.assert_allclose(without, [1.0, 0.0, 0.0], atol=1e-12)
