@@ -1,5 +1,6 @@
-"""``gsbp``: the command line for offline work.
+"""gsbp: ask a 3D Gaussian Splatting scene where things are, from the command line.
 
+examples:
     gsbp demo-scene  --out DIR                     procedural tabletop with ground truth
     gsbp render      --scene S [--cameras C] --view I --out PNG
     gsbp backproject --scene S --cameras C --features-dir D --out F.safetensors
@@ -223,7 +224,8 @@ def _start_engine(args: argparse.Namespace):
     if st.state != "ready":
         raise GsbpError(st.message)
     if not st.active_sources:
-        raise GsbpError(f"no feature source could be loaded: {st.inactive_sources}")
+        reasons = "; ".join(f"{k}: {v}" for k, v in st.inactive_sources.items())
+        raise GsbpError(f"no feature source could be loaded ({reasons})")
     return engine
 
 
@@ -395,7 +397,13 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="gsbp", description=__doc__.split("\n\n")[0])
+    doc = __doc__.split("\n\nEvery failure")[0]
+    ap = argparse.ArgumentParser(
+        prog="gsbp",
+        description=doc.split("\n\n")[0],
+        epilog=doc.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("-v", "--verbose", action="store_true")
     sub = ap.add_subparsers(dest="command", required=True)
 
@@ -434,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_features)
 
-    p = sub.add_parser("segment", help="segment by text or 3D points")
+    p = sub.add_parser("segment", help="segment by text, 3D points or pixels of a view")
     _add_engine_args(p)
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--text", default="", help="comma list of positive prompts")

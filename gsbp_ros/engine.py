@@ -147,11 +147,17 @@ class GsbpEngine:
             return
         self._set(state="ready", message="ready", startup_s=time.monotonic() - t0, eta_s=0.0)
         s = self.status()
-        self._log(
-            f"ready in {s.startup_s:.1f} s: {s.num_gaussians} Gaussians, sources "
-            f"{s.active_sources or 'none'}"
-            + (f", inactive {s.inactive_sources}" if s.inactive_sources else "")
-        )
+        inactive = "; ".join(f"{k}: {v}" for k, v in s.inactive_sources.items())
+        if s.active_sources:
+            self._log(
+                f"ready in {s.startup_s:.1f} s: {s.num_gaussians} Gaussians, sources "
+                f"{', '.join(s.active_sources)}" + (f"; inactive: {inactive}" if inactive else "")
+            )
+        else:
+            self._log(
+                f"scene loaded in {s.startup_s:.1f} s but no feature source is active "
+                f"({inactive or 'feature_sources is empty'}): only save_region can be served"
+            )
 
     def _start(self) -> None:
         from gsbp_ros.backproject import backproject

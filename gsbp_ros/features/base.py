@@ -257,7 +257,7 @@ def download_hint(hub_id: str, setting: str) -> str:
     return (
         f"download it on a machine with network: `hf download {hub_id} --local-dir DIR` "
         f"(older huggingface_hub: `huggingface-cli download {hub_id} --local-dir DIR`) "
-        f"and set {setting} to DIR"
+        f"and set {setting} (node parameter; CLI: --{setting.replace('_', '-')}) to DIR"
     )
 
 
