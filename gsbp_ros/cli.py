@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -127,7 +128,41 @@ def _color(text: str) -> tuple[float, float, float]:
     return (parts[0], parts[1], parts[2])
 
 
+def _join_torchrun(device: str) -> tuple[int, int, str]:
+    """(rank, world size, device) of this process; joins torchrun's process group if any.
+
+    Under ``torchrun --nproc-per-node K`` each rank back-projects every K-th view and the
+    accumulators are all-reduced (NCCL between GPUs, one per rank; gloo on CPUs). A failing
+    rank makes torchrun stop the others, so nobody waits forever in the reduction.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, device
+    import torch
+    import torch.distributed as dist
+
+    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = f"cuda:{local}"
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return dist.get_rank(), world, device
+
+
 def cmd_backproject(args: argparse.Namespace) -> int:
+    rank, world, device_name = _join_torchrun(args.device)
+    try:
+        return _backproject(args, rank, world, device_name)
+    finally:
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _backproject(args: argparse.Namespace, rank: int, world: int, device_name: str) -> int:
     from gsbp_ros.backproject import NpyFeatureMaps, backproject
     from gsbp_ros.cameras import load_cameras
     from gsbp_ros.engine import resolve_device
@@ -144,8 +179,11 @@ def cmd_backproject(args: argparse.Namespace) -> int:
         logging.warning("feature map %s.npy matches no camera", stem)
     if not have:
         raise GsbpError(f"none of the {len(cams)} views has a feature map in {args.features_dir}")
-    device = resolve_device(args.device)
-    print(f"back-projecting {len(have)} views onto {scene.num_gaussians} Gaussians on {device}")
+    device = resolve_device(device_name)
+    shard = f" (rank {rank} of {world})" if world > 1 else ""
+    print(
+        f"back-projecting {len(have)} views onto {scene.num_gaussians} Gaussians on {device}{shard}"
+    )
     t0 = time.monotonic()
     field = backproject(
         scene,
@@ -155,8 +193,12 @@ def cmd_backproject(args: argparse.Namespace) -> int:
         normalize=args.normalize,
         device=device,
         engine=args.engine,
-        progress=ProgressPrinter(),
+        progress=ProgressPrinter(label=f"rank {rank} views" if world > 1 else "views"),
+        rank=rank,
+        world_size=world,
     )
+    if rank != 0:
+        return 0
     field.save(args.out)
     dt = time.monotonic() - t0
     seen = int((field.weights["default"] > 0).sum())

@@ -340,3 +340,34 @@ def test_pixel_prompt_selects_the_clicked_object(demo_dir):
     mask[idx] = True
     assert iou(mask, truth) >= 0.9
     assert main(["segment", *_demo_args(demo_dir), "--pixel", "1,2,3"]) == 2
+
+
+def test_backproject_under_torchrun_equals_one_process(colmap_scene):
+    """Two gloo ranks started by torchrun shard the views; rank 0 writes the same field."""
+    root, scene, cams, maps = colmap_scene
+    out = root / "ranks.safetensors"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "gsbp_ros.cli",
+            *_args(root, out),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "rank 1 of 2" in proc.stdout
+    want = backproject(scene, cams, {"default": MapSource(maps)}, engine="torch")
+    raw = load_file(str(out))
+    torch.testing.assert_close(raw["features"], want.features["default"], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(raw["weight"], want.weights["default"], atol=1e-5, rtol=1e-5)
