@@ -152,3 +152,29 @@ def test_checks_reject_bad_values_with_a_reason():
         assert reason.startswith(f"{name} must") and repr(value) in reason, reason
         with pytest.raises(GsbpError, match=f"^{name} must"):
             validate({**defaults, name: value})
+
+
+def test_rviz_config_shows_what_the_node_publishes():
+    """RViz subscribes to the node's latched topics with matching QoS (RViz can't run here)."""
+    import re
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    node_src = (root / "gsbp_ros" / "nodes" / "gsbp_node.py").read_text()
+    latched = set(re.findall(r'pub\(\w+, "~/(\w+)", LATCHED_QOS\)', node_src))
+    assert {"scene_cloud", "segmented_cloud", "affordance_cloud", "affordance_markers"} <= latched
+    assert '"/clicked_point"' in node_src
+    rviz = yaml.safe_load((root / "config" / "gsbp.rviz").read_text())
+    displays = rviz["Visualization Manager"]["Displays"]
+    topics = {}
+    for d in displays:
+        if "Topic" in d:
+            topics[d["Topic"]["Value"]] = d["Topic"]
+    for name in latched:
+        qos = topics[f"/gsbp/{name}"]
+        assert qos["Durability Policy"] == "Transient Local", name
+        assert qos["Reliability Policy"] == "Reliable", name
+    tools = rviz["Visualization Manager"]["Tools"]
+    assert any(t.get("Topic", {}).get("Value") == "/clicked_point" for t in tools)
+    assert rviz["Visualization Manager"]["Global Options"]["Fixed Frame"] == "map"
