@@ -225,11 +225,26 @@ class GsbpEngine:
             expected_sources=list(self.sources),
             num_gaussians=self.scene.num_gaussians,
         )
+        self._warn_if_unseen()
         self._features = {k: v.to(self.device) for k, v in self.field.features.items()}
         self._weights = {k: v.to(self.device) for k, v in self.field.weights.items()}
         self._set(cache_hit=hit, views_done=total)
         if hit:
             self._log(f"loaded feature field from cache ({cfg.cache_dir})")
+
+    def _warn_if_unseen(self) -> None:
+        """Most Gaussians unseen is the signature of cameras in another frame than the splats
+        (e.g. a gsplat checkpoint trained with normalize_world_space=True, raw COLMAP poses)."""
+        seen = torch.zeros(self.scene.num_gaussians, dtype=torch.bool)
+        for w in self.field.weights.values():
+            seen |= w.cpu() > 0
+        fraction = float(seen.float().mean())
+        if fraction < 0.5:
+            self._log(
+                f"warning: the views saw only {100 * fraction:.0f}% of the Gaussians; if the "
+                "scene is a gsplat checkpoint trained with normalize_world_space=True, its "
+                "cameras must be transformed the same way (see gsbp_ros/cameras.py)"
+            )
 
     def _load_sources(self) -> None:
         from gsbp_ros.features import make_source

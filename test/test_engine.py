@@ -309,3 +309,19 @@ def test_approach_directions_come_from_the_side_the_cameras_saw(demo):
     mug = eng.segment_text(["mug_body"], [], 0.0)
     assert handle.summary.centroid[0] > mug.summary.centroid[0] + 0.04  # the handle is at +x
     assert handle.summary.approach[0] < -0.3
+
+
+def test_cameras_in_another_frame_are_flagged(demo, tmp_path):
+    """A normalised-world checkpoint with raw poses: the views see (almost) nothing -> warning."""
+    from gsbp_ros.scene import GaussianScene
+
+    scene = GaussianScene.load(demo / "scene.ply")
+    scene.means = scene.means * 0.05 + torch.tensor([5.0, 5.0, 5.0])  # another frame
+    scene.save(tmp_path / "moved.ply")
+    logs = []
+    eng = GsbpEngine(_config(demo, scene_path=str(tmp_path / "moved.ply")), log=logs.append)
+    eng.start()
+    assert any("normalize_world_space" in m for m in logs), logs
+    logs.clear()
+    GsbpEngine(_config(demo), log=logs.append).start()
+    assert not any("normalize_world_space" in m for m in logs)
