@@ -33,7 +33,6 @@ import rclpy
 from rcl_interfaces.srv import GetParameters
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import PointCloud2
 from visualization_msgs.msg import MarkerArray
 
@@ -45,15 +44,10 @@ from gsbp_ros.nodes.conversions import (
     read_points,
     unpack_rgb,
 )
+from gsbp_ros.nodes.qos import LATCHED_QOS
 from gsbp_ros.srv import SaveRegion, Segment, TransferAffordance
 
 AFFORDANCE_PARTS = {"grasp": "mug_handle", "contain": "mug_body"}
-LATCHED = QoSProfile(
-    depth=1,
-    history=HistoryPolicy.KEEP_LAST,
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL,
-)
 
 
 class DemoError(RuntimeError):
@@ -211,8 +205,12 @@ def run(args: argparse.Namespace, node: Node, client: Client) -> dict:
 
     segmented: list[PointCloud2] = []
     markers: list[MarkerArray] = []
-    node.create_subscription(PointCloud2, f"{target}/segmented_cloud", segmented.append, LATCHED)
-    node.create_subscription(MarkerArray, f"{target}/affordance_markers", markers.append, LATCHED)
+    node.create_subscription(
+        PointCloud2, f"{target}/segmented_cloud", segmented.append, LATCHED_QOS
+    )
+    node.create_subscription(
+        MarkerArray, f"{target}/affordance_markers", markers.append, LATCHED_QOS
+    )
 
     # 1. wait until ready
     t0 = time.monotonic()

@@ -40,7 +40,6 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
@@ -65,16 +64,9 @@ from gsbp_ros.nodes.conversions import (
     region_to_msg,
     uint32_array,
 )
+from gsbp_ros.nodes.qos import LATCHED_QOS
 from gsbp_ros.results import Selection
 from gsbp_ros.srv import SaveRegion, Segment, SegmentPoints, TransferAffordance
-
-#: Latched topics: a late subscriber (RViz, a planner) still gets the last message.
-LATCHED_QOS = QoSProfile(
-    depth=1,
-    history=HistoryPolicy.KEEP_LAST,
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL,
-)
 
 
 class _NotStarted(GsbpError):
