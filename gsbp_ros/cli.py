@@ -216,6 +216,7 @@ def _engine_config(args: argparse.Namespace):
     return EngineConfig(
         scene_path=args.scene,
         cameras_path=args.cameras,
+        cameras_transform=_transform_arg(args.cameras_transform),
         device=args.device,
         feature_sources=_csv(args.sources),
         dinov2_model=args.dinov2_model,
@@ -232,6 +233,26 @@ def _engine_config(args: argparse.Namespace):
         output_dir=str(Path(args.output_dir).resolve()),
         engine=args.engine,
     )
+
+
+def _transform_arg(text: str) -> list[float]:
+    """``--cameras-transform``: 16 comma-separated numbers or a .npy/.txt file of a 4x4."""
+    if not text:
+        return []
+    path = Path(text)
+    try:
+        if path.suffix == ".npy":
+            values = np.load(path, allow_pickle=False)
+        elif path.suffix == ".txt":
+            values = np.loadtxt(path)
+        else:
+            values = np.array([float(v) for v in text.split(",")])
+    except (OSError, ValueError) as exc:
+        raise GsbpError(f"--cameras-transform: {exc}") from exc
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if values.size != 16:
+        raise GsbpError(f"--cameras-transform needs a 4x4 matrix (16 numbers), got {values.size}")
+    return values.tolist()
 
 
 def _label_names(text: str, label_maps: str) -> list[str]:
@@ -421,6 +442,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scene", required=True, help="Inria .ply or gsplat checkpoint")
     p.add_argument("--cameras", default="", help="COLMAP model or transforms.json ('' = orbit)")
+    p.add_argument(
+        "--cameras-transform",
+        default="",
+        help="4x4 similarity for the camera poses (16 numbers or .npy/.txt), e.g. gsplat's "
+        "normalize_world_space transform",
+    )
     p.add_argument("--sources", default="labels", help="comma list of dinov2, clip, labels")
     p.add_argument("--dinov2-model", default="facebook/dinov2-small")
     p.add_argument("--clip-model", default="openai/clip-vit-base-patch16")

@@ -36,6 +36,9 @@ class EngineConfig:
 
     scene_path: str
     cameras_path: str = ""
+    # 16 numbers, row-major 4x4 similarity applied to the loaded camera poses (empty = none):
+    # the transform gsplat's parser used when training with normalize_world_space=True.
+    cameras_transform: list[float] = field(default_factory=list)
     device: str = "auto"
     feature_sources: list[str] = field(default_factory=lambda: ["dinov2", "clip", "labels"])
     dinov2_model: str = "facebook/dinov2-small"
@@ -171,7 +174,7 @@ class GsbpEngine:
         self._scene_dev = self.scene.to(self.device)
         self._set(num_gaussians=self.scene.num_gaussians)
         if cfg.cameras_path:
-            cams = load_cameras(cfg.cameras_path)
+            cams = load_cameras(cfg.cameras_path, world_transform=_world_transform(cfg))
         else:
             s = cfg.generated_view_size
             cams = cameras_for_scene(
@@ -624,6 +627,17 @@ class GsbpEngine:
                 cleanup=cleanup,
             )
         return str(written), int(count)
+
+
+def _world_transform(cfg: EngineConfig) -> np.ndarray | None:
+    if not cfg.cameras_transform:
+        return None
+    t = np.asarray(cfg.cameras_transform, dtype=np.float64)
+    if t.size != 16 or not np.isfinite(t).all():
+        raise GsbpError(
+            f"cameras_transform must be 16 finite numbers (a row-major 4x4), got {t.size}"
+        )
+    return t.reshape(4, 4)
 
 
 def _is_label(name: str, names: Sequence[str]) -> bool:

@@ -325,3 +325,34 @@ def test_cameras_in_another_frame_are_flagged(demo, tmp_path):
     logs.clear()
     GsbpEngine(_config(demo), log=logs.append).start()
     assert not any("normalize_world_space" in m for m in logs)
+
+
+def test_cameras_transform_maps_raw_poses_into_a_normalised_world(demo, tmp_path):
+    """A scene stored in a normalised frame (scaled, moved) plus the similarity that maps
+    the raw COLMAP poses into it gives the same segmentation as the original scene."""
+    from gsbp_ros.scene import GaussianScene
+
+    scale, shift = 0.5, torch.tensor([2.0, -1.0, 0.3])
+    scene = GaussianScene.load(demo / "scene.ply")
+    scene.means = scene.means * scale + shift
+    scene.log_scales = scene.log_scales + float(np.log(scale))
+    scene.save(tmp_path / "normalised.ply")
+    T = np.eye(4)
+    T[:3, :3] *= scale
+    T[:3, 3] = shift.numpy()
+    truth = np.load(demo / "labels.npy") == 1
+    eng = GsbpEngine(
+        _config(
+            demo,
+            scene_path=str(tmp_path / "normalised.ply"),
+            cameras_transform=T.reshape(-1).tolist(),
+        ),
+        log=lambda m: None,
+    )
+    eng.start()
+    mask = np.zeros(truth.size, bool)
+    mask[eng.segment_text(["mug"], [], 0.0).indices] = True
+    assert iou(mask, truth) >= 0.9
+    bad = GsbpEngine(_config(demo, cameras_transform=[1.0, 2.0]), log=lambda m: None)
+    bad.start()
+    assert bad.status().state == "failed" and "16" in bad.status().message

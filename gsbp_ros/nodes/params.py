@@ -1,9 +1,9 @@
 """The node's parameters: ONE table, declared from here, mirrored by config/gsbp.yaml and the
 launch file's arguments (a test checks that all three agree).
 
-Array parameters whose default is empty (``label_names``) are declared statically typed and
-left unset when empty: rcl's YAML parser turns ``[]`` into "not set", so "unset" reads as
-the empty list here.
+Array parameters whose default is empty (``label_names``, ``cameras_transform``) are
+declared statically typed and left unset when empty: rcl's YAML parser turns ``[]`` into
+"not set", so "unset" reads as the empty list here.
 """
 
 from __future__ import annotations
@@ -42,6 +42,14 @@ PARAMS: tuple[Param, ...] = (
         "string",
         "Views to back-project: COLMAP model folder (sparse/0) or nerfstudio transforms.json; "
         "empty = orbit views generated around the scene.",
+    ),
+    Param(
+        "cameras_transform",
+        [],
+        "double_array",
+        "Row-major 4x4 similarity applied to the loaded camera poses (16 numbers; empty = "
+        "none), e.g. the transform of a gsplat checkpoint trained with "
+        "normalize_world_space=True.",
     ),
     Param("device", "auto", "string", "Torch device: auto, cpu or cuda (or cuda:N)."),
     Param(
@@ -233,6 +241,7 @@ def engine_config(values: dict[str, Any]):
     return EngineConfig(
         scene_path=values["scene_path"],
         cameras_path=values["cameras_path"],
+        cameras_transform=[float(v) for v in values["cameras_transform"]],
         device=values["device"],
         feature_sources=list(values["feature_sources"]),
         dinov2_model=values["dinov2_model"],
@@ -256,6 +265,7 @@ def engine_config(values: dict[str, Any]):
 # Checks that need no engine: name -> (is the value valid?, what a valid value is).
 _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "mode": (lambda v: v in ("expected", "accumulated"), "must be expected or accumulated"),
+    "cameras_transform": (lambda v: len(v) in (0, 16), "must be empty or 16 numbers (a 4x4)"),
     "render_scale": (lambda v: v > 0, "must be positive"),
     "frame_id": (lambda v: bool(v), "must not be empty"),
     "default_k": (lambda v: v >= 1, "must be at least 1"),
