@@ -19,6 +19,7 @@ setup(
         "pillow",
         "transformers>=4.47",  # Dinov2WithRegisters, CLIP pos-embedding interpolation
         "packaging",
+        "numba>=0.59",  # the compiled CPU raster engine (falls back to torch without it)
     ],
     extras_require={
         "gpu": ["gsplat>=1.4"],

@@ -179,10 +179,14 @@ def _backproject(args: argparse.Namespace, rank: int, world: int, device_name: s
         logging.warning("feature map %s.npy matches no camera", stem)
     if not have:
         raise GsbpError(f"none of the {len(cams)} views has a feature map in {args.features_dir}")
+    from gsbp_ros.raster import engine_report
+
     device = resolve_device(device_name)
     shard = f" (rank {rank} of {world})" if world > 1 else ""
+    options = _raster_options(args)
     print(
-        f"back-projecting {len(have)} views onto {scene.num_gaussians} Gaussians on {device}{shard}"
+        f"back-projecting {len(have)} views onto {scene.num_gaussians} Gaussians on {device}"
+        f"{shard}; raster engine {engine_report(args.engine, device)}"
     )
     t0 = time.monotonic()
     field = backproject(
@@ -193,6 +197,9 @@ def _backproject(args: argparse.Namespace, rank: int, world: int, device_name: s
         normalize=args.normalize,
         device=device,
         engine=args.engine,
+        options=options,
+        max_pairs=args.max_pairs or None,
+        render_scale=args.render_scale,
         progress=ProgressPrinter(label=f"rank {rank} views" if world > 1 else "views"),
         rank=rank,
         world_size=world,
@@ -232,6 +239,8 @@ def _engine_config(args: argparse.Namespace):
         feature_input_size=args.input_size,
         output_dir=str(Path(args.output_dir).resolve()),
         engine=args.engine,
+        raster=_raster_options(args),
+        max_pairs=args.max_pairs,
     )
 
 
@@ -439,6 +448,45 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 # -- parser ----------------------------------------------------------------------------------
+def _add_raster_args(p: argparse.ArgumentParser) -> None:
+    """How the scene is rasterized: the engine and the settings the scene was trained with."""
+    from gsbp_ros.raster import ENGINES, RASTERIZE_MODES, RasterOptions
+
+    d = RasterOptions()
+    p.add_argument(
+        "--engine",
+        default="auto",
+        choices=ENGINES,
+        help="raster engine (auto: gsplat on CUDA, numba on the CPU, torch where neither runs)",
+    )
+    p.add_argument(
+        "--rasterize-mode",
+        default=d.rasterize_mode,
+        choices=RASTERIZE_MODES,
+        help="antialiased for scenes trained with gsplat's antialiased mode / Mip-Splatting",
+    )
+    p.add_argument("--eps2d", type=float, default=d.eps2d, help="2D low-pass of the splats")
+    p.add_argument("--near-plane", type=float, default=d.near_plane)
+    p.add_argument("--far-plane", type=float, default=d.far_plane)
+    p.add_argument(
+        "--max-pairs",
+        type=int,
+        default=0,
+        help="memory bound: (Gaussian, pixel) pairs held at once per view (0 = engine default)",
+    )
+
+
+def _raster_options(args: argparse.Namespace):
+    from gsbp_ros.raster import RasterOptions
+
+    return RasterOptions(
+        near_plane=args.near_plane,
+        far_plane=args.far_plane,
+        eps2d=args.eps2d,
+        rasterize_mode=args.rasterize_mode,
+    )
+
+
 def _add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scene", required=True, help="Inria .ply or gsplat checkpoint")
     p.add_argument("--cameras", default="", help="COLMAP model or transforms.json ('' = orbit)")
@@ -455,7 +503,7 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-names", default="", help="comma list (default: names.json nearby)")
     p.add_argument("--cache-dir", default="", help="feature-field cache folder ('' = none)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--engine", default="auto", choices=["auto", "torch", "gsplat"])
+    _add_raster_args(p)
     p.add_argument("--mode", default="expected", choices=["expected", "accumulated"])
     p.add_argument("--max-views", type=int, default=0)
     p.add_argument("--render-scale", type=float, default=1.0)
@@ -503,7 +551,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", default="expected", choices=["expected", "accumulated"])
     p.add_argument("--normalize", action="store_true", help="L2-normalise per Gaussian")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--engine", default="auto", choices=["auto", "torch", "gsplat"])
+    p.add_argument(
+        "--render-scale", type=float, default=1.0, help="views at this fraction of their size"
+    )
+    _add_raster_args(p)
     p.set_defaults(func=cmd_backproject)
 
     p = sub.add_parser("features", help="build a feature field from feature models/label maps")
