@@ -599,10 +599,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_overlay)
 
-    p = sub.add_parser("bench", help="measure per-view speed; write a markdown table")
-    p.add_argument("--out", default="")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--quick", action="store_true")
+    p = sub.add_parser("bench", help="our engines vs the paper's method; a markdown table")
+    from gsbp_ros.bench import add_arguments as add_bench_arguments
+
+    add_bench_arguments(p)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("eval", help="IoU of segmentation/transfer on the demo scene")

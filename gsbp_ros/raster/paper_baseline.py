@@ -249,17 +249,24 @@ def torch_autograd_backproject(
     channel_chunk: int = 32,
     tile_size: int = 16,
     max_elements: int = 1 << 24,
+    max_chunks: int | None = None,
 ) -> Tensor:
     """The paper's back-projection on a CPU: autograd through a plain-torch tile compositor.
+
+    Mirrors ``gsplat.rasterization(..., channel_chunk=32)`` and a backward pass: project and
+    bin once, then for every chunk of channels composite every tile again (forward) and
+    backpropagate ``(render * Up(F)).sum()`` to the per-Gaussian values.
 
     Args:
         scene: the splats (CPU).
         camera: the view.
         features: [H', W', C] map; upsampled to the view first ([H, W, C], as the paper).
         options: raster settings.
-        channel_chunk: channels per rasterization + backward pass (the paper's 32).
+        channel_chunk: channels per compositing + backward pass (the paper's 32).
         tile_size: gsplat's tile size.
         max_elements: Gaussian-pixel evaluations per tile batch (memory bound).
+        max_chunks: stop after this many chunks (benchmarks measure a slow view's first
+            chunk); the remaining columns stay zero.
 
     Returns:
         [N, C] ``sum_p w_k(p) Up(F)(p)`` as the gradient of ``(render(X) * Up(F)).sum()``.
@@ -277,31 +284,36 @@ def torch_autograd_backproject(
         .permute(0, 2, 1, 3, 4)
         .reshape(tiles_y * tiles_x, tile_size * tile_size, c)
     )
+    with torch.no_grad():
+        proj = project_gaussians(scene, camera, options=options)
+        _, gauss, offsets = _tile_lists(proj, tile_size)
+    counts = offsets[1:] - offsets[:-1]
+    # Tiles with similar list lengths batch together: less padding.
+    tiles = counts.nonzero().flatten()
+    tiles = tiles[torch.sort(counts[tiles], stable=True).indices]
+    batches = _tile_batches(counts[tiles], tile_size * tile_size, max_elements)
     out = torch.zeros(scene.num_gaussians, c)
-    for lo in range(0, c, channel_chunk):
+    for i, lo in enumerate(range(0, c, channel_chunk)):
+        if max_chunks is not None and i >= max_chunks:
+            break
         hi = min(c, lo + channel_chunk)
-        # One full rasterization per chunk, projection included, as the paper's code calls
-        # gsplat.rasterization per chunk.
-        with torch.no_grad():
-            proj = project_gaussians(scene, camera, options=options)
-            _, gauss, offsets = _tile_lists(proj, tile_size)
-        counts = offsets[1:] - offsets[:-1]
         x = torch.zeros(scene.num_gaussians, hi - lo, requires_grad=True)
-        tiles = counts.nonzero().flatten()
-        start = 0
-        while start < tiles.numel():
-            # as many tiles as the element budget allows (a tile alone may exceed it)
-            end = start + 1
-            longest = int(counts[tiles[start]])
-            while end < tiles.numel():
-                longest_next = max(longest, int(counts[tiles[end]]))
-                if (end + 1 - start) * tile_size * tile_size * longest_next > max_elements:
-                    break
-                longest = longest_next
-                end += 1
-            batch = tiles[start:end]
+        for a, b in batches:
+            batch = tiles[a:b]
             render = _composite_tiles(proj, gauss, offsets, batch, tile_size, x)
             (render * per_tile[batch][..., lo:hi]).sum().backward()
-            start = end
         out[:, lo:hi] = x.grad
+    return out
+
+
+def _tile_batches(counts: Tensor, pixels: int, max_elements: int) -> list[tuple[int, int]]:
+    """[start, end) runs of tiles (sorted by list length) within the evaluation budget."""
+    out, start, n = [], 0, int(counts.numel())
+    lengths = counts.tolist()
+    while start < n:
+        end = start + 1  # a tile alone may exceed the budget
+        while end < n and (end + 1 - start) * pixels * lengths[end] <= max_elements:
+            end += 1
+        out.append((start, end))
+        start = end
     return out
