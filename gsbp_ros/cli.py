@@ -101,7 +101,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.scale != 1.0:
         cam = cam.scaled(args.scale)
     bg = torch.tensor(_color(args.background))
-    rgb = render_rgb(scene, cam, background=bg)
+    rgb = render_rgb(scene, cam, background=bg, engine=args.engine, options=_raster_options(args))
     save_png((rgb.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8), args.out)
     print(f"rendered {cam.name} ({cam.width}x{cam.height}) -> {args.out}")
     return 0
@@ -355,7 +355,8 @@ def _write_overlay(engine, sel, png: str, view: str, args: argparse.Namespace) -
     if args.text:
         mask, rgb = engine.text_mask_2d(_csv(args.text), _csv(args.negative), args.threshold, cam)
     else:
-        w = compute_view_weights(engine.scene, cam)
+        cfg = engine.config
+        w = compute_view_weights(engine.scene, cam, engine=cfg.engine, options=cfg.raster)
         rgb = render_rgb(engine.scene, cam, weights=w, background=(1.0, 1.0, 1.0)).numpy()
         mask = _selection_pixels(w, sel.indices)
     save_png(overlay_mask(rgb, mask), png)
@@ -385,7 +386,7 @@ def cmd_overlay(args: argparse.Namespace) -> int:
         cam = cam.scaled(args.scale)
     doc = json.loads(Path(args.indices).read_text())
     keys = _csv(args.key) or list(doc)
-    w = compute_view_weights(scene, cam)
+    w = compute_view_weights(scene, cam, engine=args.engine, options=_raster_options(args))
     rgb = render_rgb(scene, cam, weights=w, background=(1.0, 1.0, 1.0)).numpy()
     # Wash out everything that is not selected so the selections stand out.
     out = ((0.45 * rgb + 0.55) * 255 + 0.5).astype(np.uint8)
@@ -541,6 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--background", default="1,1,1")
     p.add_argument("--out", required=True)
+    _add_raster_args(p)
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("backproject", help="back-project precomputed .npy feature maps")
@@ -597,6 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--view", default="0")
     p.add_argument("--scale", type=float, default=1.0, help="render at this times the size")
     p.add_argument("--out", required=True)
+    _add_raster_args(p)
     p.set_defaults(func=cmd_overlay)
 
     p = sub.add_parser("bench", help="our engines vs the paper's method; a markdown table")

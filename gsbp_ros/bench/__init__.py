@@ -55,6 +55,7 @@ class Plan:
     baseline_full_below: float
     lift: list[tuple[int, int, int, int]]  # (gaussians, width, height, views)
     timeout: float
+    precision_views: int = 100  # float32 vs float64 accumulators over this many views (0: skip)
 
 
 def plan_from_args(args: argparse.Namespace, device: torch.device) -> Plan:
@@ -71,6 +72,7 @@ def plan_from_args(args: argparse.Namespace, device: torch.device) -> Plan:
             baseline_full_below=args.baseline_full_below,
             lift=[],
             timeout=args.timeout,
+            precision_views=0,
         )
     lift = [(300_000, 640, 480, 24)] if device.type == "cpu" else [(1_000_000, 640, 480, 100)]
     return Plan(
@@ -158,6 +160,19 @@ def measure(plan: Plan, log=print, on_row=None) -> list[dict]:
             "method": "lift",
         }
         add({**spec, **run_worker(spec, plan.timeout)})
+    if plan.precision_views:
+        log(f"bench: float32 vs float64 accumulators over {plan.precision_views} views ...")
+        spec = {
+            "gaussians": 20154,
+            "width": 320,
+            "height": 240,
+            "channels": 64,
+            "map": list(plan.map_hw),
+            "views": plan.precision_views - 1,
+            "device": plan.device,
+            "method": "precision",
+        }
+        add({**spec, **run_worker(spec, plan.timeout)})
     return rows
 
 
@@ -168,7 +183,7 @@ def _gb(row: dict) -> str:
 
 
 def to_markdown(rows: list[dict]) -> str:
-    per_view = [r for r in rows if r["method"] != "lift"]
+    per_view = [r for r in rows if r["method"] not in ("lift", "precision")]
     lines = [
         "| Gaussians | view | feature map | method | time per view (s) | peak memory (GB) "
         "| weights per view | paper / ours |",
@@ -218,6 +233,19 @@ def to_markdown(rows: list[dict]) -> str:
                 f"| {what} | {r['views']} | {fmap} | {r['total_s']:.1f} | {r['median_s']:.3f} "
                 f"| {_gb(r)} |"
             )
+    for r in rows:
+        if r["method"] != "precision":
+            continue
+        if "error" in r:
+            lines += ["", f"Accumulator precision: not measured: {r['error']}"]
+            continue
+        lines += [
+            "",
+            f"Accumulator precision: {r['views']} views of {r['gaussians']} Gaussians at "
+            f"{r['width']}x{r['height']}, {r['channels']} channels, each view its own map: "
+            f"expected features from float32 sums differ from float64 sums by at most "
+            f"{r['max_abs_error']:.2e} (values up to {r['max_value']:.2f}).",
+        ]
     return "\n".join(lines)
 
 

@@ -49,6 +49,8 @@ def run(spec: dict) -> dict:
     out: dict = {"gaussians": scene.num_gaussians, "device": str(device)}
     if method == "lift":
         out.update(_lift(scene, cams[1:], fmap, device, spec))
+    elif method == "precision":
+        out.update(_precision(scene, cams, fmap, device))
     else:
         view = _view_fn(method, scene, fmap, device, spec, out)
         t0 = time.perf_counter()
@@ -126,6 +128,32 @@ def _lift(scene, cams, fmap, device, spec) -> dict:
     _sync(device)
     total = time.perf_counter() - t0
     return {"total_s": total, "views": len(cams), "median_s": total / len(cams)}
+
+
+def _precision(scene, cams, fmap, device) -> dict:
+    """float32 accumulators (what the lift uses) against float64 ones, same views and maps.
+
+    Each view gets its own map (the base map rolled), so that the sums do not simply scale.
+    """
+    from gsbp_ros.backproject import finalize
+    from gsbp_ros.raster import compute_view_weights
+
+    n, c = scene.num_gaussians, fmap.shape[2]
+    s32 = torch.zeros(n, c, device=device)
+    s64 = torch.zeros(n, c, device=device, dtype=torch.float64)
+    w64 = torch.zeros(n, device=device, dtype=torch.float64)
+    for i, cam in enumerate(cams):
+        view_map = torch.roll(fmap, shifts=i, dims=2)
+        w = compute_view_weights(scene, cam.to_device(device))
+        w.backproject_into([view_map], [s32])
+        s64 += w.backproject(view_map).double()
+        w64 += w.weight_sum().double()
+    f32 = finalize(s32, w64)
+    f64 = finalize(s64, w64).double()
+    seen = w64 > 0
+    err = (f32.double() - f64)[seen].abs().max()
+    scale = f64[seen].abs().max()
+    return {"views": len(cams), "max_abs_error": float(err), "max_value": float(scale)}
 
 
 def main(argv: list[str] | None = None) -> int:
