@@ -153,3 +153,21 @@ def test_missing_numba_falls_back_to_torch_with_one_warning(tmp_path: Path):
     assert "explicit: the numba engine cannot run" in proc.stdout
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("WARNING")]
     assert len(warnings) == 1 and "'numba' is unavailable" in warnings[0], proc.stderr
+
+
+def test_depth_order_is_a_stable_sort_of_the_valid_depths():
+    from gsbp_ros.raster.numba_engine import _kernels
+
+    rng = np.random.default_rng(0)
+    depths = rng.uniform(0.0, 5.0, 5000).astype(np.float32)
+    depths[::7] = 2.0  # ties keep index order
+    depths[3] = -0.0  # on the near plane at 0: sorts with +0.0, first
+    depths[5] = 0.0
+    depths[11] = 1e30
+    valid = rng.random(5000) > 0.1
+    valid[[3, 5, 11]] = True
+    order = _kernels().depth_order(valid, depths)
+    ids = torch.from_numpy(valid).nonzero().flatten()
+    want = ids[torch.sort(torch.from_numpy(depths)[ids], stable=True).indices]
+    assert np.array_equal(order, want.numpy())
+    assert order[0] == 3 and order[1] == 5

@@ -188,10 +188,7 @@ class NumbaViewWeights(ViewWeights):
         self.num_gaussians = proj.num_gaussians
         self.device = torch.device("cpu")
         self.pair_budget = int(pair_budget)
-        ids = proj.valid.nonzero().flatten()
-        # Stable: equal depths keep index order, as gsplat's radix sort over index-ordered
-        # intersections does.
-        order = ids[torch.sort(proj.depths[ids], stable=True).indices].to(torch.int32).numpy()
+        order = self._k.depth_order(proj.valid.numpy(), _f32(proj.depths))
         m = order.shape[0]
         self._gid = np.empty(m, np.int32)
         self._y0 = np.empty(m, np.int32)

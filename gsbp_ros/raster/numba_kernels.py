@@ -480,3 +480,46 @@ def prepare(
         e2[k] = r2
         k += 1
     return k
+
+
+@njit(nogil=True, cache=True)
+def depth_order(valid, depths):
+    """[M] int32 indices of the valid Gaussians, front to back, ties in index order.
+
+    A stable LSD radix sort on the float32 bit patterns (order-preserving for depths >= 0,
+    which every valid Gaussian has: ``z >= near_plane >= 0``); stable, so equal depths keep
+    index order as gsplat's radix sort over index-ordered intersections does.
+    """
+    n = 0
+    for i in range(valid.shape[0]):
+        if valid[i]:
+            n += 1
+    keys = np.empty(n, np.uint32)
+    idx = np.empty(n, np.int32)
+    k = 0
+    for i in range(valid.shape[0]):
+        if valid[i]:
+            keys[k] = np.float32(depths[i] + _F0).view(np.uint32)  # -0.0 + 0.0 = +0.0
+            idx[k] = i
+            k += 1
+    keys2 = np.empty_like(keys)
+    idx2 = np.empty_like(idx)
+    count = np.zeros(256, np.int64)
+    for shift in range(0, 32, 8):
+        count[:] = 0
+        for j in range(n):
+            count[(keys[j] >> shift) & 255] += 1
+        total = 0
+        for b in range(256):
+            c = count[b]
+            count[b] = total
+            total += c
+        for j in range(n):
+            b = (keys[j] >> shift) & 255
+            p = count[b]
+            keys2[p] = keys[j]
+            idx2[p] = idx[j]
+            count[b] = p + 1
+        keys, keys2 = keys2, keys
+        idx, idx2 = idx2, idx
+    return idx
