@@ -41,11 +41,18 @@ if ((${#BAD[@]})); then
   echo "build_ros.sh: fixed include paths in ${#BAD[@]} CMake files of $VENV/share"
 fi
 
+# The ROS 2 launch system's message package (launch_ros imports it) is built beside gsbp_ros
+# when ../shared/ros2_launch is there (scripts/install_ros2_launch.sh installs the rest), so
+# that the tests can run launch/gsbp.launch.py for real. With ROS from apt it is installed.
+LAUNCH_SRC=${GSBP_ROS2_LAUNCH_SRC:-../shared/ros2_launch}
+EXTRA=()
+[[ -d $LAUNCH_SRC/composition_interfaces ]] && EXTRA+=("$LAUNCH_SRC/composition_interfaces")
+
 # 2. Skip when the inputs did not change.
 STAMP=build/.gsbp_ros_stamp
 HASH=$(
   {
-    find msg srv gsbp_ros launch config -type f \
+    find msg srv gsbp_ros launch config "${EXTRA[@]}" -type f \
       ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 2>/dev/null
     printf '%s\0' CMakeLists.txt package.xml
   } | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1
@@ -64,6 +71,14 @@ rm -rf "$SRC"
 mkdir -p "$SRC"
 cp -a msg srv gsbp_ros launch config CMakeLists.txt package.xml "$SRC"/
 find "$SRC" -name __pycache__ -prune -exec rm -rf {} +
+PATHS=("$SRC")
+for extra in "${EXTRA[@]}"; do
+  dest=build/ros_src/$(basename "$extra")
+  rm -rf "$dest"
+  cp -r "$extra" "$dest"
+  chmod -R u+w "$dest"
+  PATHS+=("$dest")
+done
 
 # shellcheck disable=SC1091
 source "$VENV/bin/activate"
@@ -71,7 +86,7 @@ export CMAKE_PREFIX_PATH=$VIRTUAL_ENV AMENT_PREFIX_PATH=$VIRTUAL_ENV
 unset COLCON_PREFIX_PATH
 START=$EPOCHREALTIME
 LOG=build/colcon_build.log
-if ! colcon --log-base build/ros_log build --paths "$SRC" --build-base build/ros \
+if ! colcon --log-base build/ros_log build --paths "${PATHS[@]}" --build-base build/ros \
     --install-base install --event-handlers console_cohesion+ \
     --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF \
     >"$LOG" 2>&1; then
@@ -82,4 +97,4 @@ if ! colcon --log-base build/ros_log build --paths "$SRC" --build-base build/ros
 fi
 echo "$HASH" >"$STAMP"
 awk -v a="$START" -v b="$EPOCHREALTIME" \
-  'BEGIN { printf "build_ros.sh: built gsbp_ros in %.1f s; now: source install/setup.bash\n", b - a }'
+  'BEGIN { printf "build_ros.sh: built in %.1f s; now: source install/setup.bash\n", b - a }'
