@@ -201,7 +201,7 @@ PARAMS: tuple[Param, ...] = (
         "publish_scene_cloud",
         True,
         "bool",
-        "Publish the whole scene (x y z rgb) once on ~/scene_cloud when ready.",
+        "Publish the whole scene (x y z rgb) on ~/scene_cloud at each activation.",
     ),
     Param(
         "marker_scale",
