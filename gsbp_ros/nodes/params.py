@@ -305,10 +305,13 @@ def declare_parameters(node) -> tuple[list[str], list[str]]:
     # rclpy keeps the command line's and params files' values for this node here; reading
     # them first (instead of letting declare_parameter raise on a wrong type) lets one bad
     # value become a clear error rather than a crash.
-    overrides = getattr(node, "_parameter_overrides", {}) or {}
+    overrides = getattr(node, "_parameter_overrides", None)
     errors: list[str] = []
     notes: list[str] = []
     for p in PARAMS:
+        if overrides is None:  # an rclpy without it: its own merging (wrong types raise)
+            node.declare_parameter(p.name, p.default, descriptor(p))
+            continue
         value, error, note = initial_value(p, overrides.get(p.name))
         errors += [error] if error else []
         notes += [note] if note else []

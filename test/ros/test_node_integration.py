@@ -490,6 +490,8 @@ def test_run_time_parameters_are_checked(good, ros_client):
     assert not wrong_type.successful and "type" in wrong_type.reason.lower()
     assert set_param("marker_scale", 0.02).successful
     assert set_param("marker_scale", 0.01).successful  # back to the default
+    assert not set_param("diagnostics_period", 0.0).successful
+    assert set_param("diagnostics_period", 0.5).successful  # (the timer takes the new period)
 
 
 def test_every_parameter_is_readable(good, ros_client, demo, nodes):
