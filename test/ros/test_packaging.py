@@ -25,6 +25,7 @@ PIP_TO_ROSDEP = {
     "transformers": "python3-transformers-pip",
     "torch": None,  # python3-torch: the distribution's CPU-only, older build
     "safetensors": None,  # no rosdep key; transformers brings it
+    "numba": None,  # python3-numba of Humble is older than the wheels' >= 0.59: pip
 }
 
 
