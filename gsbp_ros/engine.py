@@ -184,6 +184,7 @@ class GsbpEngine:
 
         cfg = self.config
         self._set(state="loading", message=f"loading scene {cfg.scene_path}")
+        _remove_stale_outputs(cfg.output_dir, self._log)
         self.device = resolve_device(cfg.device)
         self.scene = GaussianScene.load(cfg.scene_path)
         self._scene_dev = self.scene.to(self.device)
@@ -248,6 +249,7 @@ class GsbpEngine:
             build,
             expected_sources=list(self.sources),
             num_gaussians=self.scene.num_gaussians,
+            warn=self._warn,
         )
         self._warn_if_unseen()
         self._features = {k: v.to(self.device) for k, v in self.field.features.items()}
@@ -629,11 +631,13 @@ class GsbpEngine:
         selection: Selection | None = None,
         complement: bool = False,
         cleanup: bool = False,
+        overwrite: bool = True,
     ) -> tuple[str, int]:
         """Write the (last) selection, or its complement, as an Inria .ply below output_dir.
 
         ``cleanup`` drops statistical outliers from the selection first (open3d); off by
         default because the back-projected selection is clean without it (``gsbp eval``).
+        ``overwrite`` False refuses to replace an existing file (QueryError).
         """
         from gsbp_ros.export import check_output_path, export_selection
 
@@ -656,8 +660,19 @@ class GsbpEngine:
                 target,
                 complement=complement,
                 cleanup=cleanup,
+                overwrite=overwrite,
             )
         return str(written), int(count)
+
+
+def _remove_stale_outputs(output_dir: str, log: Callable[[str], None]) -> None:
+    """Temporary files that a killed SaveRegion left below output_dir (the feature cache
+    cleans its own folder)."""
+    from gsbp_ros.fileio import remove_stale_temp_files
+
+    removed = remove_stale_temp_files(output_dir, recursive=True) if output_dir else []
+    if removed:
+        log(f"removed {len(removed)} temporary file(s) of interrupted writes in {output_dir}")
 
 
 def _world_transform(cfg: EngineConfig) -> np.ndarray | None:

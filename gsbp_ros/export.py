@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from gsbp_ros.errors import QueryError
+from gsbp_ros.fileio import FileExistsRefused, atomic_path
 from gsbp_ros.scene import GaussianScene
 
 
@@ -142,6 +143,7 @@ def export_selection(
     nb_neighbors: int = 20,
     std_ratio: float = 2.0,
     allowed_dir: str | os.PathLike | None = None,
+    overwrite: bool = True,
 ) -> tuple[Path, int]:
     """Save the selected Gaussians (or all the others) as an Inria .ply, atomically.
 
@@ -156,6 +158,8 @@ def export_selection(
         complement: save everything except the selection (deletion).
         cleanup, nb_neighbors, std_ratio: statistical outlier removal on the selection.
         allowed_dir: confine ``path`` to this folder (see :func:`check_output_path`).
+        overwrite: replace an existing file; False refuses (QueryError), atomically: a file
+            that appears while this one is written is not replaced either.
 
     Returns:
         (path written, number of Gaussians in it).
@@ -166,6 +170,8 @@ def export_selection(
         out = Path(path)
         if out.suffix.lower() != ".ply":
             raise QueryError(f"output path {str(out)!r} must end in .ply")
+    if not overwrite and (out.exists() or out.is_symlink()):
+        raise QueryError(_exists_message(out))
     n = scene.num_gaussians
     idx = _index_array(indices, n)
     if cleanup and idx.size:
@@ -182,8 +188,19 @@ def export_selection(
     if idx.size == 0:
         what = "every Gaussian is selected" if complement else "the selection is empty"
         raise QueryError(f"nothing to export: {what}")
+    subset = scene.subset(torch.from_numpy(idx).to(scene.device))
     try:
-        scene.subset(torch.from_numpy(idx).to(scene.device)).save(out)
+        if overwrite:
+            subset.save(out)
+        else:
+            with atomic_path(out, overwrite=False) as tmp:
+                subset.save(tmp)
+    except FileExistsRefused:
+        raise QueryError(_exists_message(out)) from None
     except OSError as exc:  # disk full, permissions, a vanished folder
         raise QueryError(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
     return out, int(idx.size)
+
+
+def _exists_message(out: Path) -> str:
+    return f"output path {str(out)!r} exists: ask for overwrite to replace it"

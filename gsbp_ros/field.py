@@ -3,7 +3,15 @@
 File layout (safetensors, never pickle):
     features / weight                   the source named "default" (the CLI contract)
     features.<name> / weight.<name>     every other source
+    viewpoints                          optional [N, 3]
     metadata["gsbp"]                    JSON: per-source metadata and the cache key
+    metadata["gsbp_digest"]             "sha256:<hex>" of the metadata and every tensor
+                                        (name, dtype, shape, bytes), checked on load
+
+The digest makes edits that keep the file readable visible (two label channels swapped, a
+tensor rewritten, the metadata changed): :meth:`FeatureField.load` refuses such a file and the
+cache rebuilds it. It is an integrity check, not a signature: whoever can write the cache
+folder can also write a matching digest.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,12 +30,16 @@ from torch import Tensor
 
 from gsbp_ros.camera import Camera
 from gsbp_ros.errors import FeatureError
-from gsbp_ros.fileio import atomic_path, sha256_file
+from gsbp_ros.fileio import atomic_path, remove_stale_temp_files, sha256_file
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = "2"  # 2: viewpoints
+FORMAT_VERSION = "3"  # 2: viewpoints; 3: digest
 DEFAULT = "default"
+DIGEST_KEY = "gsbp_digest"
+#: Tensors are hashed in blocks of this many bytes, in parallel threads (hashlib releases the
+#: GIL), and the block hashes hashed again: the digest costs wall time / threads.
+_DIGEST_BLOCK = 8 << 20
 
 
 @dataclass
@@ -90,17 +103,19 @@ class FeatureField:
             tensors[f"weight{suffix}"] = self.weights[name].contiguous().to(torch.float32)
         if self.viewpoints is not None:
             tensors["viewpoints"] = self.viewpoints.contiguous().to(torch.float32)
-        meta = {"gsbp": json.dumps({"version": FORMAT_VERSION, **self.meta}, sort_keys=True)}
+        meta_json = json.dumps({"version": FORMAT_VERSION, **self.meta}, sort_keys=True)
+        meta = {"gsbp": meta_json, DIGEST_KEY: field_digest(tensors, meta_json)}
         # save_file streams the tensors to disk; safetensors' save() would first build the
         # whole file as one bytes object (as large as the field itself).
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp), metadata=meta)
-            with open(tmp, "rb+") as f:  # durable before it replaces the old file
-                os.fsync(f.fileno())
 
     @classmethod
-    def load(cls, path: str | Path) -> FeatureField:
-        """Read a field written by :meth:`save`; FeatureError on anything malformed."""
+    def load(cls, path: str | Path, *, require_digest: bool = False) -> FeatureField:
+        """Read a field written by :meth:`save`; FeatureError on anything malformed.
+
+        A stored digest is always checked (a mismatch raises); ``require_digest`` also
+        refuses files without one (written by another program or an older version)."""
         from safetensors import SafetensorError, safe_open
 
         path = Path(path)
@@ -114,6 +129,13 @@ class FeatureField:
             raise FeatureError(
                 f"feature field {path} is not a valid safetensors file: {exc}"
             ) from exc
+        stored = header.get(DIGEST_KEY)
+        if stored is None and require_digest:
+            raise FeatureError(f"feature field {path} has no digest (written elsewhere or older)")
+        if stored is not None and stored != field_digest(tensors, header.get("gsbp", "")):
+            raise FeatureError(
+                f"feature field {path}: its data does not match its digest (edited or corrupt)"
+            )
         try:
             meta = json.loads(header.get("gsbp", "{}"))
         except json.JSONDecodeError as exc:
@@ -141,6 +163,38 @@ class FeatureField:
                 raise FeatureError(f"feature field {path}: source {name!r} has NaN or Inf")
         meta.pop("version", None)
         return cls(features=features, weights=weights, meta=meta, viewpoints=viewpoints)
+
+
+def field_digest(tensors: Mapping[str, Tensor], meta_json: str) -> str:
+    """``"sha256:<hex>"`` of the metadata JSON and of every tensor: its name, dtype, shape and
+    bytes, in name order. Blocks of the tensors are hashed in parallel threads."""
+    blocks: list[memoryview] = []
+    head = hashlib.sha256(meta_json.encode())
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        head.update(f"\0{name}\0{t.dtype}\0{list(t.shape)}".encode())
+        raw = memoryview(t.numpy()).cast("B") if t.numel() else memoryview(b"")
+        blocks += [raw[i : i + _DIGEST_BLOCK] for i in range(0, len(raw), _DIGEST_BLOCK)]
+        head.update(f"\0{len(raw)}".encode())
+
+    def block_hash(block: memoryview) -> bytes:
+        return hashlib.sha256(block).digest()
+
+    if len(blocks) > 1:
+        with ThreadPoolExecutor(max_workers=_digest_threads()) as pool:
+            hashes = list(pool.map(block_hash, blocks))
+    else:
+        hashes = [block_hash(b) for b in blocks]
+    for h in hashes:
+        head.update(h)
+    return "sha256:" + head.hexdigest()
+
+
+def _digest_threads() -> int:
+    try:
+        return max(1, min(8, len(os.sched_getaffinity(0))))
+    except AttributeError:  # not Linux
+        return max(1, min(8, os.cpu_count() or 1))
 
 
 def cameras_digest(cameras: Sequence[Camera]) -> str:
@@ -184,31 +238,37 @@ def load_or_build(
     *,
     expected_sources: Sequence[str] | None = None,
     num_gaussians: int | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> tuple[FeatureField, bool]:
     """Return the cached field for ``key`` or build, cache and return it.
 
-    A cache file that cannot be read, has another key, or does not match the scene is
-    rebuilt (and overwritten), never trusted. Returns (field, cache_hit).
+    A cache file that cannot be read, fails its digest, has another key, or does not match
+    the scene is rebuilt (and overwritten), never trusted; ``warn`` (default: this module's
+    logger) gets one line saying why. Temporary files that killed writers left in the cache
+    folder are removed first. Returns (field, cache_hit).
     """
     if not cache_dir:
         return build(), False
+    warn = warn or log.warning
+    for stale in remove_stale_temp_files(cache_dir):
+        log.info("removed %s, left by an interrupted cache write", stale)
     path = Path(cache_dir) / f"field-{key[:24]}.safetensors"
     if path.exists():
         try:
-            cached = FeatureField.load(path)
+            cached = FeatureField.load(path, require_digest=True)
             problem = _cache_problem(cached, key, expected_sources, num_gaussians)
         except FeatureError as exc:
             problem = str(exc)
         if problem is None:
             log.info("feature cache hit: %s", path)
             return cached, True
-        log.warning("ignoring feature cache %s (%s); rebuilding", path, problem)
+        warn(f"ignoring feature cache {path} ({problem}); rebuilding")
     result = build()
     result.meta["cache_key"] = key
     try:
         result.save(path)
     except OSError as exc:
-        log.warning("could not write feature cache %s: %s", path, exc)
+        warn(f"could not write feature cache {path}: {exc}")
     return result, False
 
 

@@ -484,7 +484,10 @@ class GsbpNode(LifecycleNodeMixin, Node):
                 idx = np.unique(np.asarray(req.indices, dtype=np.int64))
                 sel = Selection("request", idx, np.ones(idx.size, np.float32))
             path, count = self.engine.save_region(
-                req.path, selection=sel, complement=bool(req.complement)
+                req.path,
+                selection=sel,
+                complement=bool(req.complement),
+                overwrite=bool(req.overwrite),
             )
             res.path = path
             res.count = int(count)
