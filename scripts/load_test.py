@@ -107,7 +107,8 @@ def write_doc(rows: list[str], summaries: list[dict], args, started: str, host: 
         [
             BEGIN,
             f"Measured {started} with `scripts/load_test.py --runs {args.runs} --clients "
-            f"{args.clients} --calls {args.calls} --timeout {args.timeout:g}`: "
+            f"{args.clients} --calls {args.calls} --timeout {args.timeout:g} --resend-after "
+            f"{args.resend_after:g}{' --as-ready' if args.as_ready else ''}`: "
             f"**{'passed' if passed else 'FAILED'}**.",
             "",
             f"Machine: {host}. Shared with other jobs while measured: the load average "
@@ -137,6 +138,9 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=10.0)
     p.add_argument("--no-doc", action="store_true", help="do not update docs/reliability.md")
     p.add_argument("--as-ready", action="store_true", help="clients start as they connect")
+    p.add_argument(
+        "--resend-after", type=float, default=2.0, help="client resend period (s); 0 = never"
+    )
     p.add_argument("--keep", action="store_true", help="keep the work folder")
     args = p.parse_args()
 
@@ -172,6 +176,7 @@ def main() -> int:
                 timeout=args.timeout,
                 env=env,
                 as_ready=args.as_ready,
+                resend_after=args.resend_after,
             )
             s = res.summary()
             s["load_average_before"], s["load_average_after"] = before, load_average()

@@ -180,3 +180,142 @@ def test_viewpoints_round_trip_and_validation(tmp_path):
     assert g.sources == f.sources  # "viewpoints" is not mistaken for a source
     with pytest.raises(FeatureError, match="viewpoints"):
         FeatureField(features=f.features, weights=f.weights, viewpoints=torch.zeros(6, 3))
+
+
+def _rewrite(path: Path, change) -> None:
+    """Rewrite a saved field with ``change(tensors, metadata)`` applied, keeping the stored
+    digest: an edit that leaves the file readable."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), framework="pt") as h:
+        meta = dict(h.metadata())
+        tensors = {k: h.get_tensor(k) for k in h.keys()}  # noqa: SIM118
+    change(tensors, meta)
+    save_file(tensors, str(path), metadata=meta)
+
+
+def _swap_channels(tensors, meta) -> None:
+    t = tensors["features.clip"]
+    tensors["features.clip"] = t[:, [1, 0, 2]].contiguous()
+
+
+def _edit_metadata(tensors, meta) -> None:
+    doc = json.loads(meta["gsbp"])
+    doc["sources"]["clip"]["model"] = "y"
+    meta["gsbp"] = json.dumps(doc, sort_keys=True)
+
+
+def _rename_tensor(tensors, meta) -> None:
+    tensors["features.other"] = tensors.pop("features.clip")
+    tensors["weight.other"] = tensors.pop("weight.clip")
+
+
+def _flip_one_value(tensors, meta) -> None:
+    tensors["weight"][3] += 1.0
+
+
+@pytest.mark.parametrize("edit", [_swap_channels, _edit_metadata, _rename_tensor, _flip_one_value])
+def test_edits_that_keep_the_file_readable_fail_the_digest(tmp_path, edit):
+    path = tmp_path / "f.safetensors"
+    _field().save(path)
+    FeatureField.load(path, require_digest=True)  # intact: fine
+    _rewrite(path, edit)
+    with pytest.raises(FeatureError, match="does not match its digest"):
+        FeatureField.load(path)
+
+
+def test_a_field_without_digest_loads_but_the_cache_does_not_trust_it(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "plain.safetensors"
+    save_file({"features": torch.ones(3, 2), "weight": torch.ones(3)}, str(path))
+    assert FeatureField.load(path).num_gaussians == 3  # gsbp backproject's contract
+    with pytest.raises(FeatureError, match="no digest"):
+        FeatureField.load(path, require_digest=True)
+
+
+def test_digest_does_not_depend_on_block_boundaries(monkeypatch):
+    import gsbp_ros.field as field_mod
+
+    tensors = {"features": torch.randn(50, 7), "weight": torch.rand(50)}
+    whole = field_mod.field_digest(tensors, "{}")
+    monkeypatch.setattr(field_mod, "_DIGEST_BLOCK", 64)  # many blocks, hashed in threads
+    blocks = field_mod.field_digest(tensors, "{}")
+    assert blocks != whole  # the block size is part of the scheme ...
+    assert blocks == field_mod.field_digest(dict(tensors), "{}")  # ... and it is deterministic
+    monkeypatch.setattr(field_mod, "_DIGEST_BLOCK", 1 << 30)
+    assert field_mod.field_digest(tensors, "{}") == whole
+
+
+def test_tampered_cache_is_rebuilt_with_a_warning(tmp_path):
+    calls, warnings = [], []
+
+    def build():
+        calls.append(1)
+        return _field(seed=5)
+
+    good, _ = load_or_build(tmp_path, "t" * 64, build, warn=warnings.append)
+    (path,) = tmp_path.glob("field-tttt*.safetensors")
+    _rewrite(path, _swap_channels)  # "mug" would select the wrong Gaussians
+    rebuilt, hit = load_or_build(tmp_path, "t" * 64, build, warn=warnings.append)
+    assert not hit and len(calls) == 2
+    assert len(warnings) == 1 and "does not match its digest" in warnings[0]
+    assert "rebuilding" in warnings[0]
+    assert torch.equal(rebuilt.features["clip"], good.features["clip"])
+    _, hit = load_or_build(tmp_path, "t" * 64, build, warn=warnings.append)
+    assert hit and len(calls) == 2  # the rewritten cache is trusted again
+
+
+KILLED_CACHE_WRITER = """
+import sys, torch, safetensors.torch
+from pathlib import Path
+from gsbp_ros.field import FeatureField, load_or_build
+
+def half_then_hang(tensors, filename, metadata=None):
+    Path(filename).write_bytes(b"\\0" * 4096)  # half of a cache file
+    print("writing", flush=True)
+    import time; time.sleep(600)  # kill -9 arrives here
+
+safetensors.torch.save_file = half_then_hang
+field = FeatureField(features={"default": torch.ones(4, 2)}, weights={"default": torch.ones(4)})
+load_or_build(sys.argv[1], "k" * 64, lambda: field)
+"""
+
+
+def test_kill_9_during_a_cache_write_leaves_nothing_trusted_or_behind(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_CACHE_WRITER, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "writing"  # blocks until written or exited
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".gsbp-tmp-")  # debris, no cache file
+    calls = []
+
+    def build():
+        calls.append(1)
+        return _field(n=4)
+
+    _, hit = load_or_build(tmp_path, "k" * 64, build)  # the next start
+    assert not hit and calls == [1]
+    assert [p.name for p in tmp_path.iterdir()] == [f"field-{'k' * 24}.safetensors"]
+    assert FeatureField.load(tmp_path / f"field-{'k' * 24}.safetensors", require_digest=True)

@@ -54,6 +54,12 @@ class DemoError(RuntimeError):
     pass
 
 
+#: Resend a request that has had no answer for this long (seconds); see :meth:`Client.call`.
+RESEND_AFTER_S = 2.0
+#: Services whose requests must not run twice (they write files, change state): never resent.
+NOT_RESENT = frozenset({"SaveRegion", "ChangeState"})
+
+
 class Client:
     """Blocking service calls from a node that an executor spins in another thread."""
 
@@ -61,18 +67,61 @@ class Client:
         self.node = node
         self._clients: dict[str, object] = {}
 
-    def call(self, srv_type, name: str, request, timeout: float):
-        if name not in self._clients:
-            self._clients[name] = self.node.create_client(srv_type, name)
-        client = self._clients[name]
-        if not client.wait_for_service(timeout_sec=timeout):
-            raise DemoError(f"service {name} is not available after {timeout:.0f} s")
-        future = client.call_async(request)
+    def call(
+        self,
+        srv_type,
+        name: str,
+        request,
+        timeout: float,
+        *,
+        resend_after: float | None = -1.0,
+    ):
+        """Call ``name`` and wait up to ``timeout`` s for the answer.
+
+        With ``resend_after`` (seconds; None = never, for requests that must not run twice)
+        a request without an answer by then is sent again from a new client of the service,
+        and so on until the deadline; the first answer wins. Under concurrent clients,
+        rmw_fastrtps with Fast DDS 3.2 can stop delivering answers to one client's reader
+        while the node answers every request (docs/reliability.md); a new client has a new
+        reader. The default resends after :data:`RESEND_AFTER_S` except for the services of
+        :data:`NOT_RESENT`.
+        """
+        if resend_after is not None and resend_after < 0:
+            resend_after = None if srv_type.__name__ in NOT_RESENT else RESEND_AFTER_S
+        deadline = time.monotonic() + timeout
         done = threading.Event()
-        future.add_done_callback(lambda _: done.set())
-        if not done.wait(timeout):
+        sent: list[tuple[object, object]] = []  # (client, future)
+        while True:
+            client = self._client(srv_type, name, fresh=bool(sent))
+            left = deadline - time.monotonic()
+            if not client.wait_for_service(timeout_sec=max(0.1, left)):
+                if not sent:
+                    raise DemoError(f"service {name} is not available after {timeout:.0f} s")
+                break
+            future = client.call_async(request)
+            future.add_done_callback(lambda _: done.set())
+            sent.append((client, future))
+            left = deadline - time.monotonic()
+            step = min(left, resend_after) if resend_after else left
+            if done.wait(max(0.0, step)) or time.monotonic() >= deadline:
+                break
+        answered = [f for _, f in sent if f.done()]
+        for c, f in sent:
+            if not f.done():
+                c.remove_pending_request(f)
+        if not answered:
             raise DemoError(f"service {name} did not answer within {timeout:.0f} s")
-        return future.result()
+        return answered[0].result()
+
+    def _client(self, srv_type, name: str, *, fresh: bool = False):
+        """The client of ``name``; ``fresh`` replaces it by a new one (new DDS endpoints)."""
+        old = self._clients.get(name)
+        if old is not None and not fresh:
+            return old
+        self._clients[name] = self.node.create_client(srv_type, name)
+        if old is not None:
+            self.node.destroy_client(old)
+        return self._clients[name]
 
 
 def wait_until_ready(

@@ -102,19 +102,36 @@ def client_main(args: argparse.Namespace) -> int:
     for i in range(args.calls):
         kind = KINDS[(i + args.offset) % len(KINDS)]
         done = threading.Event()
-        t0, sent_ns = time.monotonic(), time.time_ns()
-        future = clients[kind].call_async(requests[kind])
         answered_at: list[float] = []
 
         def on_done(_f, d=done, at=answered_at) -> None:
             at.append(time.monotonic())
             d.set()
 
-        future.add_done_callback(on_done)
-        answered = done.wait(args.timeout)
+        t0, sent_ns = time.monotonic(), time.time_ns()
+        deadline = t0 + args.timeout
+        futures = []
+        while True:  # send, and resend every resend_after s without an answer (0: never)
+            futures.append(clients[kind].call_async(requests[kind]))
+            futures[-1].add_done_callback(on_done)
+            left = deadline - time.monotonic()
+            step = min(left, args.resend_after) if args.resend_after > 0 else left
+            if done.wait(max(0.0, step)) or time.monotonic() >= deadline:
+                break
+            if not args.resend_same:  # a new client: a new DDS reader for the answers
+                stale, clients[kind] = (
+                    clients[kind],
+                    node.create_client(types[kind], f"{target}/{kind}", **qos),
+                )
+                for f in futures:
+                    stale.remove_pending_request(f)
+                node.destroy_client(stale)
+                clients[kind].wait_for_service(timeout_sec=max(0.1, deadline - time.monotonic()))
+        answered = done.is_set()
         rec = {"kind": kind, "answered": answered, "latency_s": time.monotonic() - t0}
+        rec["resends"] = len(futures) - 1
         if answered:
-            res = future.result()
+            res = next(f for f in futures if f.done()).result()
             rec["success"] = bool(res.success)
             if not res.success:
                 rec["message"] = res.message
@@ -122,8 +139,8 @@ def client_main(args: argparse.Namespace) -> int:
             rec["sent_at"] = t0
             rec["answered_at"] = answered_at
             rec["sent_unix_ns"] = sent_ns
-            rec["sequence_number"] = _sequence_number(clients[kind], future)
-            pending.append((rec, future))
+            rec["sequence_number"] = _sequence_number(clients[kind], futures[0])
+            pending.append((rec, futures[0]))
         records.append(rec)
     # Late answers: a call that answers after its deadline was slow; one that never does
     # (within the grace period) was lost.
@@ -194,6 +211,7 @@ class RunResult:
                 (not r["answered"]) and r.get("late_answer_s") is not None for r in self.records
             ),
             "failed": self.failed,
+            "resent_calls": sum(r.get("resends", 0) > 0 for r in self.records),
             "wall_s": round(self.wall_s, 2),
             "errors": self.errors,
             "failure_messages": sorted(
@@ -235,13 +253,16 @@ def run_load(
     env: dict[str, str] | None = None,
     start_timeout: float = 120.0,
     as_ready: bool = False,
+    resend_after: float = 2.0,
     client_args: list[str] = (),
+    cwd: str | Path | None = None,
 ) -> RunResult:
     """Start ``clients`` client processes against the node ``node`` (fully qualified name),
     release them together, wait for their records."""
     cmd = [sys.executable, "-m", "gsbp_ros.nodes.load_test", "--client", "--node", node]
     cmd += ["--scene-dir", str(scene_dir), "--calls", str(calls), "--timeout", str(timeout)]
-    cmd += ["--grace", str(grace)] + (["--as-ready"] if as_ready else []) + list(client_args)
+    cmd += ["--grace", str(grace), "--resend-after", str(resend_after)]
+    cmd += (["--as-ready"] if as_ready else []) + list(client_args)
     procs = [
         subprocess.Popen(
             [*cmd, "--offset", str(i)],
@@ -250,6 +271,7 @@ def run_load(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            cwd=cwd,
         )
         for i in range(clients)
     ]
@@ -312,15 +334,16 @@ def format_run(i: int, s: dict, load_before: str, load_after: str) -> str:
     a, seg, tr = s["all"], s["segment"], s["transfer_affordance"]
     return (
         f"| {i} | {s['calls']} | {s['answered']} | {s['unanswered']} | {s['failed']} | "
+        f"{s['resent_calls']} | "
         f"{a['p50_s']} | {a['p99_s']} | {a['max_s']} | {seg['p50_s']} / {seg['p99_s']} | "
         f"{tr['p50_s']} / {tr['p99_s']} | {s['wall_s']} | {load_before} -> {load_after} |"
     )
 
 
 TABLE_HEADER = (
-    "| run | calls | answered | unanswered | failed | p50 (s) | p99 (s) | max (s) | "
+    "| run | calls | answered | unanswered | failed | resent | p50 (s) | p99 (s) | max (s) | "
     "segment p50 / p99 (s) | transfer p50 / p99 (s) | wall (s) | load average (1/5/15 min) |\n"
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 )
 
 
@@ -332,6 +355,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--calls", type=int, default=100, help="calls per client")
     p.add_argument("--timeout", type=float, default=10.0, help="deadline of each call (s)")
     p.add_argument("--grace", type=float, default=30.0, help="wait for late answers (s)")
+    p.add_argument(
+        "--resend-after",
+        type=float,
+        default=2.0,
+        help="resend a request unanswered after this many seconds, from a new client of the "
+        "service (0: never; docs/reliability.md says why)",
+    )
     p.add_argument("--runs", type=int, default=1, help="runs, one after the other")
     p.add_argument("--json", help="write the summaries here")
     p.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
@@ -339,6 +369,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--wake-period", type=float, default=0.0, help=argparse.SUPPRESS)
     p.add_argument("--keep-all", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--unclean-exit", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--resend-same", action="store_true", help=argparse.SUPPRESS)
     p.add_argument(
         "--as-ready",
         action="store_true",
@@ -364,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
             timeout=args.timeout,
             grace=args.grace,
             as_ready=args.as_ready,
+            resend_after=args.resend_after,
         )
         s = res.summary()
         s["load_average_before"], s["load_average_after"] = before, load_average()

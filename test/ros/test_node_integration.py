@@ -321,6 +321,42 @@ def test_save_region(good, ros_client, nodes):
     assert res.success and res.count == 3
 
 
+def test_save_region_keeps_existing_files_and_takes_long_names(good, ros_client, nodes):
+    import os
+    import stat
+
+    from gsbp_ros.srv import SaveRegion
+
+    out_dir = nodes["output_dir"]
+    first = SaveRegion.Request(path="kept.ply", indices=[1, 2])
+    assert ros_client.call(SaveRegion, good.service("save_region"), first).success
+    before = (out_dir / "kept.ply").read_bytes()
+    again = SaveRegion.Request(path="kept.ply", indices=[1, 2, 3, 4])
+    res = ros_client.call(SaveRegion, good.service("save_region"), again)
+    assert not res.success and "exists" in res.message and "overwrite" in res.message
+    assert (out_dir / "kept.ply").read_bytes() == before
+    again.overwrite = True
+    res = ros_client.call(SaveRegion, good.service("save_region"), again)
+    assert res.success and res.count == 4
+    # A legal 250-character name, readable by others under the node's umask (022 here).
+    name = "r" * 246 + ".ply"
+    res = ros_client.call(
+        SaveRegion, good.service("save_region"), SaveRegion.Request(path=name, indices=[7])
+    )
+    assert res.success, res.message
+    mode = stat.S_IMODE(os.stat(out_dir / name).st_mode)
+    assert mode == 0o666 & ~_umask(), oct(mode)
+    assert not list(out_dir.glob(".gsbp-tmp-*"))
+
+
+def _umask() -> int:
+    import os
+
+    old = os.umask(0)
+    os.umask(old)
+    return old
+
+
 def test_bad_requests_fail_cleanly_and_node_keeps_serving(good, ros_client, demo):
     from geometry_msgs.msg import Point
     from sensor_msgs.msg import CameraInfo
