@@ -20,10 +20,12 @@ docs/reliability.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -263,44 +265,55 @@ def run_load(
     cmd += ["--scene-dir", str(scene_dir), "--calls", str(calls), "--timeout", str(timeout)]
     cmd += ["--grace", str(grace), "--resend-after", str(resend_after)]
     cmd += (["--as-ready"] if as_ready else []) + list(client_args)
+    # stderr (rclpy logs) to files: a full pipe would block a client. Closed in finally.
+    logs = [tempfile.TemporaryFile("w+") for _ in range(clients)]  # noqa: SIM115
     procs = [
         subprocess.Popen(
             [*cmd, "--offset", str(i)],
             env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=logs[i],
             text=True,
             cwd=cwd,
         )
         for i in range(clients)
     ]
+    outputs = [_Lines(p.stdout) for p in procs]
     result = RunResult(clients=clients, calls=calls, timeout_s=timeout, wall_s=0.0)
     try:
         deadline = time.monotonic() + start_timeout
-        for p in procs:
-            line = _readline(p, deadline)
-            if line != "ready":
-                result.errors.append(f"client {p.pid} did not start: {line or p.stderr.read()}")
+        for p, out in zip(procs, outputs):
+            if (
+                not out.ready.wait(max(0.0, deadline - time.monotonic()))
+                or "ready" not in out.lines
+            ):
+                result.errors.append(f"client {p.pid} did not start: {out.lines[-3:]}")
         t0 = time.monotonic()
         for p in procs:
             if p.poll() is None:
-                p.stdin.write("go\n")
-                p.stdin.flush()
+                with contextlib.suppress(OSError):
+                    p.stdin.write("go\n")
+                    p.stdin.flush()
         # Each client needs at most calls * timeout + grace seconds.
         end = time.monotonic() + calls * timeout + grace + 60.0
-        for p in procs:
+        for p, out, log in zip(procs, outputs, logs):
             try:
-                out, err = p.communicate(timeout=max(1.0, end - time.monotonic()))
+                p.wait(timeout=max(1.0, end - time.monotonic()))
             except subprocess.TimeoutExpired:
                 p.kill()
-                out, err = p.communicate()
+                p.wait()
                 result.errors.append(f"client {p.pid} did not finish")
-            lines = [ln for ln in out.splitlines() if ln.startswith("{")]
-            if not lines:
-                result.errors.append(f"client {p.pid} exited {p.returncode}: {err[-2000:]}")
+            out.done.wait(10.0)
+            docs = [ln for ln in out.lines if ln.startswith("{")]
+            if not docs:
+                log.seek(0)
+                result.errors.append(
+                    f"client {p.pid} exited {p.returncode}; stdout: {out.lines[-3:]}; "
+                    f"stderr: {log.read()[-1500:]!r}"
+                )
                 continue
-            doc = json.loads(lines[-1])
+            doc = json.loads(docs[-1])
             if "error" in doc:
                 result.errors.append(doc["error"])
             result.records += doc.get("records", [])
@@ -310,16 +323,28 @@ def run_load(
             if p.poll() is None:
                 p.kill()
                 p.wait()
+        for log in logs:
+            log.close()
     return result
 
 
-def _readline(proc: subprocess.Popen, deadline: float) -> str:
-    """The next stdout line of ``proc``, '' at EOF or after ``deadline``."""
-    box: list[str] = []
-    t = threading.Thread(target=lambda: box.append(proc.stdout.readline()), daemon=True)
-    t.start()
-    t.join(max(0.0, deadline - time.monotonic()))
-    return box[0].strip() if box else ""
+class _Lines:
+    """Every line a client prints, read as it comes (one reader per stream, so that no
+    buffered line is lost); ``ready`` is set at its "ready" line or at the end."""
+
+    def __init__(self, stream) -> None:
+        self.lines: list[str] = []
+        self.ready = threading.Event()
+        self.done = threading.Event()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self.lines.append(line.rstrip("\n"))
+            if line.strip() == "ready":
+                self.ready.set()
+        self.ready.set()
+        self.done.set()
 
 
 def load_average() -> str:
