@@ -235,17 +235,22 @@ def test_a_field_without_digest_loads_but_the_cache_does_not_trust_it(tmp_path):
         FeatureField.load(path, require_digest=True)
 
 
-def test_digest_does_not_depend_on_block_boundaries(monkeypatch):
+def test_digest_algorithms_blake3_and_the_sha256_fallback(tmp_path, monkeypatch):
     import gsbp_ros.field as field_mod
 
     tensors = {"features": torch.randn(50, 7), "weight": torch.rand(50)}
-    whole = field_mod.field_digest(tensors, "{}")
-    monkeypatch.setattr(field_mod, "_DIGEST_BLOCK", 64)  # many blocks, hashed in threads
-    blocks = field_mod.field_digest(tensors, "{}")
-    assert blocks != whole  # the block size is part of the scheme ...
-    assert blocks == field_mod.field_digest(dict(tensors), "{}")  # ... and it is deterministic
-    monkeypatch.setattr(field_mod, "_DIGEST_BLOCK", 1 << 30)
-    assert field_mod.field_digest(tensors, "{}") == whole
+    fast = field_mod.field_digest(tensors, "{}", "blake3")
+    slow = field_mod.field_digest(tensors, "{}", "sha256")
+    assert fast.startswith("blake3:") and slow.startswith("sha256:")
+    assert field_mod.field_digest(dict(reversed(tensors.items())), "{}", "blake3") == fast
+    assert field_mod.field_digest(tensors, "{ }", "blake3") != fast  # metadata counts
+    _field().save(tmp_path / "b3.safetensors")  # blake3 is installed here: preferred
+    monkeypatch.setattr(field_mod, "_blake3", lambda: None)  # a machine without blake3
+    assert field_mod.field_digest(tensors, "{}") == slow
+    _field().save(tmp_path / "sha.safetensors")
+    FeatureField.load(tmp_path / "sha.safetensors", require_digest=True)
+    with pytest.raises(FeatureError, match="blake3"):  # cannot check it: not trusted
+        FeatureField.load(tmp_path / "b3.safetensors")
 
 
 def test_tampered_cache_is_rebuilt_with_a_warning(tmp_path):
