@@ -183,3 +183,76 @@ def mask_2d(
         f.reshape(h * w, c), positive, negative, threshold=threshold, seen=seen
     )
     return mask.reshape(h, w)
+
+
+# -- grippers on a render ----------------------------------------------------------------------
+#: Colours of drawn grippers: the best grasp, then the others (RGB in 0..1).
+BEST_GRASP_COLOR: tuple[float, float, float] = (0.10, 0.80, 0.10)
+OTHER_GRASP_COLOR: tuple[float, float, float] = (0.10, 0.55, 0.95)
+
+
+def project_points(camera, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """([P, 2] pixel coordinates (x right, y down; pixel (u, v) spans [u, u+1)), [P] depth
+    along the optical axis) of world points seen by ``camera``."""
+    w2c = camera.world_to_cam.double().cpu().numpy()
+    k = camera.K.double().cpu().numpy()
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 3) @ w2c[:3, :3].T + w2c[:3, 3]
+    z = p[:, 2]
+    safe = np.where(np.abs(z) > 1e-12, z, 1e-12)
+    uv = np.stack([k[0, 0] * p[:, 0] / safe + k[0, 2], k[1, 1] * p[:, 1] / safe + k[1, 2]], 1)
+    return uv, z
+
+
+def draw_grippers(
+    rgb: Tensor | np.ndarray,
+    camera,
+    edges: Sequence[np.ndarray],
+    *,
+    colors: Sequence[Sequence[float]] | None = None,
+    line_width: int = 2,
+) -> np.ndarray:
+    """Draw gripper wireframes (e.g. :func:`gsbp_ros.gripper.gripper_edges`) on a render.
+
+    Args:
+        rgb: [H, W, 3] render of ``camera``'s view (uint8 or float in 0..1).
+        edges: one [E, 2, 3] array of world segment endpoints per gripper, drawn in order
+            (the last on top).
+        colors: RGB in 0..1 per gripper; default :data:`OTHER_GRASP_COLOR` for all but the
+            first, :data:`BEST_GRASP_COLOR`, which is drawn last.
+        line_width: pixels.
+
+    Returns:
+        [H, W, 3] uint8. Segments with an end behind the camera are left out.
+    """
+    from PIL import Image, ImageDraw
+
+    img = _rgb01(rgb)
+    if img.shape[:2] != (camera.height, camera.width):
+        raise QueryError(
+            f"the image is {img.shape[1]}x{img.shape[0]} but the camera is "
+            f"{camera.width}x{camera.height}"
+        )
+    if colors is None:
+        colors = [BEST_GRASP_COLOR] + [OTHER_GRASP_COLOR] * (len(edges) - 1)
+    if len(colors) != len(edges):
+        raise QueryError(f"{len(edges)} grippers but {len(colors)} colours")
+    canvas = Image.fromarray(_to_uint8(img))
+    pen = ImageDraw.Draw(canvas)
+    for segs, col in reversed(list(zip(edges, colors))):
+        segs = np.asarray(segs, dtype=np.float64).reshape(-1, 2, 3)
+        uv, z = project_points(camera, segs.reshape(-1, 3))
+        uv, z = uv.reshape(-1, 2, 2), z.reshape(-1, 2)
+        fill = tuple(round(255 * float(c)) for c in col)
+        for (a, b), (za, zb) in zip(uv, z):
+            if za > 1e-6 and zb > 1e-6:
+                pen.line([tuple(a), tuple(b)], fill=fill, width=int(line_width))
+    return np.asarray(canvas)
+
+
+def selection_pixels(weights, indices: np.ndarray) -> np.ndarray:
+    """[H, W] bool: opaque pixels (alpha > 0.5) where the selected Gaussians carry most of the
+    compositing weight, from a view's weights (:func:`gsbp_ros.raster.compute_view_weights`)."""
+    chosen = torch.zeros(weights.num_gaussians, 1)
+    chosen[torch.from_numpy(np.asarray(indices, dtype=np.int64))] = 1.0
+    alpha = weights.alpha()
+    return ((weights.render(chosen)[..., 0] > 0.5 * alpha) & (alpha > 0.5)).cpu().numpy()

@@ -13,7 +13,8 @@ Services (names relative to the node):
     ~/save_region          gsbp_ros/srv/SaveRegion           selection -> splat .ply
 Topics (reliable, transient local, depth 1):
     ~/scene_cloud (once ready), ~/segmented_cloud, ~/affordance_cloud: PointCloud2
-    ~/affordance_markers: MarkerArray
+    ~/affordance_markers: MarkerArray (regions; grippers of the grasps, namespace "grippers")
+    ~/grasp_poses: PoseArray, the grasps of the last Segment / TransferAffordance, best first
     /diagnostics: DiagnosticArray every diagnostics_period seconds
 Subscribed: /clicked_point (geometry_msgs/PointStamped, RViz "Publish Point") -> a point
 segmentation published on ~/segmented_cloud.
@@ -34,7 +35,7 @@ from collections.abc import Callable
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import PointStamped
+from geometry_msgs.msg import PointStamped, PoseArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
@@ -63,6 +64,13 @@ from gsbp_ros.nodes.conversions import (
     region_markers,
     region_to_msg,
     uint32_array,
+)
+from gsbp_ros.nodes.grasp_msgs import (
+    grasp_messages,
+    grasp_pose_array,
+    gripper_markers,
+    plan_node_grasps,
+    read_grasp_parameters,
 )
 from gsbp_ros.nodes.qos import LATCHED_QOS
 from gsbp_ros.results import Selection
@@ -95,6 +103,7 @@ class GsbpNode(Node):
         self.segmented_pub = pub(PointCloud2, "~/segmented_cloud", LATCHED_QOS)
         self.affordance_pub = pub(PointCloud2, "~/affordance_cloud", LATCHED_QOS)
         self.markers_pub = pub(MarkerArray, "~/affordance_markers", LATCHED_QOS)
+        self.grasp_pub = pub(PoseArray, "~/grasp_poses", LATCHED_QOS)
         self.diag_pub = pub(DiagnosticArray, "/diagnostics", 10)
 
         def group() -> MutuallyExclusiveCallbackGroup:
@@ -226,6 +235,15 @@ class GsbpNode(Node):
         self.segmented_pub.publish(response.cloud)
         return region
 
+    def _grasps(self, selections, header: Header):
+        """Grasps on the selections with the current parameters; ~/grasp_poses published."""
+        values = read_grasp_parameters(self)
+        result = plan_node_grasps(self.engine, selections, values, self.transform)
+        msgs = grasp_messages(result, self.transform)
+        if result.gripper is not None:
+            self.grasp_pub.publish(grasp_pose_array(msgs, header))
+        return result, msgs
+
     def _check_frame(self, frame_id: str) -> None:
         if frame_id and frame_id.lstrip("/") != self.frame_id.lstrip("/"):
             raise MessageError(
@@ -240,6 +258,8 @@ class GsbpNode(Node):
                 list(req.positive), list(req.negative), float(req.threshold)
             )
             self._fill_selection(res, sel)
+            grasps, res.grasps = self._grasps([sel], res.header)
+            res.message = "; ".join(m for m in (res.message, grasps.note) if m)
 
         return self._serve("segment", request, response, handle)
 
@@ -283,14 +303,18 @@ class GsbpNode(Node):
             res.header = header
             res.regions = [region_to_msg(r, header) for r in regions]
             self.affordance_pub.publish(labelling_cloud(labelling, means, self.transform, header))
-            self.markers_pub.publish(
-                region_markers(
-                    regions, header, point_size=float(self.get_parameter("marker_scale").value)
-                )
+            to_grasp = set(self.get_parameter("grasp_labels").value or [])
+            grasps, res.grasps = self._grasps(
+                [r for r in labelling.regions if r.name in to_grasp], header
             )
+            markers = region_markers(
+                regions, header, point_size=float(self.get_parameter("marker_scale").value)
+            )
+            markers.markers += gripper_markers(grasps, self.transform, header)
+            self.markers_pub.publish(markers)
             counts = ", ".join(f"{r.name}: {r.indices.size}" for r in regions)
             mode = "lift-with-poses" if cameras is not None else f"kNN (k={req.k})"
-            res.message = f"{mode}: {counts}"
+            res.message = "; ".join(m for m in (f"{mode}: {counts}", grasps.note) if m)
 
         return self._serve("transfer_affordance", request, response, handle)
 
