@@ -57,28 +57,34 @@ def gripper_from_args(args: argparse.Namespace) -> ParallelJawGripper:
 
 
 def read_selection(path: str, key: str = "") -> Selection:
-    """A selection file -> :class:`Selection` (scores 1)."""
+    """A selection file -> :class:`Selection`. An entry is a list of indices or a
+    ``{"indices": [...], "scores": [...]}`` object (scores default to 1)."""
     try:
         doc = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
         raise GsbpError(f"cannot read the selection {path}: {exc}") from exc
     name = key or Path(path).stem
     if isinstance(doc, dict) and "indices" in doc and not key:
-        name, values = str(doc.get("name", name)), doc["indices"]
+        name, entry = str(doc.get("name", name)), doc
     elif isinstance(doc, dict):
         if not key:
             raise GsbpError(f"{path} holds several selections ({', '.join(doc)}): pass --key")
         if key not in doc:
             raise GsbpError(f"{path} has no selection {key!r} (has {', '.join(doc)})")
-        values = doc[key]["indices"] if isinstance(doc[key], dict) else doc[key]
+        entry = doc[key]
     else:
-        values = doc
+        entry = doc
+    values = entry["indices"] if isinstance(entry, dict) else entry
+    scores = entry.get("scores") if isinstance(entry, dict) else None
     try:
         idx = np.asarray(values, dtype=np.int64).reshape(-1)
+        sc = np.ones(idx.size) if scores is None else np.asarray(scores, np.float64).reshape(-1)
     except (TypeError, ValueError) as exc:
-        raise GsbpError(f"{path}: the indices must be a list of integers") from exc
-    idx = np.unique(idx)
-    return Selection(name, idx, np.ones(idx.size, np.float32))
+        raise GsbpError(f"{path}: indices must be integers and scores numbers") from exc
+    if sc.shape != idx.shape:
+        raise GsbpError(f"{path}: {idx.size} indices but {sc.size} scores")
+    idx, first = np.unique(idx, return_index=True)
+    return Selection(name, idx, sc[first].astype(np.float32))
 
 
 def run_grasps(args: argparse.Namespace, engine) -> int:
@@ -113,15 +119,16 @@ def run_grasps(args: argparse.Namespace, engine) -> int:
 
 
 #: Grippers drawn on ``--png`` (the best first).
-MAX_DRAWN = 5
+MAX_DRAWN = 3
 
 
-def best_view(cameras, edges: np.ndarray):
-    """The camera that shows a gripper (its [E, 2, 3] edges) whole and most side-on: looking
-    along the grasp's x axis puts the fingers and the approach in the image plane."""
+def best_view(cameras, corners: np.ndarray):
+    """The camera that shows a gripper (its boxes' [B, 8, 3] corners) whole and most
+    side-on: looking along the grasp's x axis puts the fingers and the approach in the image
+    plane."""
     from gsbp_ros.overlay import project_points
 
-    pts = edges.reshape(-1, 3)
+    pts = corners.reshape(-1, 3)
     centre = pts.mean(axis=0)
     # The gripper's x axis: the palm's short side, i.e. the smallest spread of its points.
     _, _, vt = np.linalg.svd(pts - centre, full_matrices=False)
@@ -168,10 +175,10 @@ def zoom_to(camera, points: np.ndarray, margin: float = 0.25):
 def write_grasp_png(
     engine, sel: Selection, grasps: GraspSet, gripper, path: str, view: str, scale: float
 ) -> str:
-    """Render a view zoomed onto the region, wash it out, tint the region and draw the best
-    :data:`MAX_DRAWN` grippers (the best in green, on top)."""
+    """Render a view zoomed onto the region and the grippers, wash it out, tint the region
+    and draw the best :data:`MAX_DRAWN` grippers (the best in green, on top)."""
     from gsbp_ros.cli import _pick_view
-    from gsbp_ros.gripper import gripper_edges
+    from gsbp_ros.gripper import gripper_corners
     from gsbp_ros.overlay import (
         color_for,
         draw_grippers,
@@ -184,17 +191,17 @@ def write_grasp_png(
     if not engine.cameras:
         raise GsbpError("no view to draw the grasps on")
     poses = grasps.poses()[:MAX_DRAWN]
-    edges = [gripper_edges(gripper, grasps.widths[i], p) for i, p in enumerate(poses)]
+    corners = [gripper_corners(gripper, grasps.widths[i], p) for i, p in enumerate(poses)]
     if view != "auto":
         cam = _pick_view(engine.cameras, view)
-    elif edges:
-        cam = best_view(engine.cameras, edges[0])
+    elif corners:
+        cam = best_view(engine.cameras, corners[0])
     else:
         cam = engine.cameras[0]
     if scale != 1.0:
         cam = cam.scaled(scale)
     region = engine.scene.means.cpu().numpy()[sel.indices]
-    cam = zoom_to(cam, np.concatenate([region, *(e.reshape(-1, 3) for e in edges)]))
+    cam = zoom_to(cam, np.concatenate([region, *(c.reshape(-1, 3) for c in corners)]))
     w = compute_view_weights(engine.scene, cam)
     rgb = render_rgb(engine.scene, cam, weights=w, background=(1.0, 1.0, 1.0)).numpy()
     out = ((0.45 * rgb + 0.55) * 255 + 0.5).astype(np.uint8)
@@ -202,5 +209,5 @@ def write_grasp_png(
     full = (rgb * 255 + 0.5).astype(np.uint8)
     out[mask] = overlay_mask(full, mask, color=color_for(1), alpha=0.6)[mask]
     width = max(1, round(scale / 1.5))
-    save_png(draw_grippers(out, cam, edges, line_width=width) if edges else out, path)
+    save_png(draw_grippers(out, cam, corners, line_width=width) if corners else out, path)
     return cam.name

@@ -119,15 +119,24 @@ BOX_EDGES: tuple[tuple[int, int], ...] = tuple(
 )
 
 
-def gripper_edges(gripper: ParallelJawGripper, width: float, pose: np.ndarray) -> np.ndarray:
-    """[36, 2, 3] world endpoints of the 12 edges of each of the three boxes.
+#: Corner indices of a box's 6 faces (x-, x+, y-, y+, z-, z+), each in order around the face.
+BOX_FACES: tuple[tuple[int, int, int, int], ...] = (
+    (0, 2, 6, 4),
+    (1, 3, 7, 5),
+    (0, 4, 5, 1),
+    (2, 6, 7, 3),
+    (0, 1, 3, 2),
+    (4, 5, 7, 6),
+)
+
+
+def gripper_corners(gripper: ParallelJawGripper, width: float, pose: np.ndarray) -> np.ndarray:
+    """[3, 8, 3] world corners of the fingers (-y, +y) and the palm (:func:`box_corners`).
 
     Args:
         width: opening. pose: [4, 4] grasp frame -> world.
     """
     pose = np.asarray(pose, dtype=np.float64)
-    out = []
-    for center, half in gripper.boxes(width):
-        c = box_corners(center, half) @ pose[:3, :3].T + pose[:3, 3]
-        out += [[c[i], c[j]] for i, j in BOX_EDGES]
-    return np.asarray(out)
+    return np.stack(
+        [box_corners(c, h) @ pose[:3, :3].T + pose[:3, 3] for c, h in gripper.boxes(width)]
+    )

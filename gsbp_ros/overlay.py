@@ -206,25 +206,29 @@ def project_points(camera, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def draw_grippers(
     rgb: Tensor | np.ndarray,
     camera,
-    edges: Sequence[np.ndarray],
+    corners: Sequence[np.ndarray],
     *,
     colors: Sequence[Sequence[float]] | None = None,
     line_width: int = 2,
+    fill_alpha: float = 0.3,
 ) -> np.ndarray:
-    """Draw gripper wireframes (e.g. :func:`gsbp_ros.gripper.gripper_edges`) on a render.
+    """Draw grippers (their boxes' corners, e.g. :func:`gsbp_ros.gripper.gripper_corners`) on
+    a render: faces filled translucent, edges solid; the first gripper is drawn last (on top).
 
     Args:
         rgb: [H, W, 3] render of ``camera``'s view (uint8 or float in 0..1).
-        edges: one [E, 2, 3] array of world segment endpoints per gripper, drawn in order
-            (the last on top).
-        colors: RGB in 0..1 per gripper; default :data:`OTHER_GRASP_COLOR` for all but the
-            first, :data:`BEST_GRASP_COLOR`, which is drawn last.
-        line_width: pixels.
+        corners: one [B, 8, 3] array of world box corners per gripper (corner order of
+            :func:`gsbp_ros.gripper.box_corners`).
+        colors: RGB in 0..1 per gripper; default :data:`BEST_GRASP_COLOR` for the first,
+            :data:`OTHER_GRASP_COLOR` for the others.
+        line_width: pixels. fill_alpha: opacity of the faces in [0, 1].
 
     Returns:
-        [H, W, 3] uint8. Segments with an end behind the camera are left out.
+        [H, W, 3] uint8. Faces and edges with a corner behind the camera are left out.
     """
     from PIL import Image, ImageDraw
+
+    from gsbp_ros.gripper import BOX_EDGES, BOX_FACES
 
     img = _rgb01(rgb)
     if img.shape[:2] != (camera.height, camera.width):
@@ -233,20 +237,29 @@ def draw_grippers(
             f"{camera.width}x{camera.height}"
         )
     if colors is None:
-        colors = [BEST_GRASP_COLOR] + [OTHER_GRASP_COLOR] * (len(edges) - 1)
-    if len(colors) != len(edges):
-        raise QueryError(f"{len(edges)} grippers but {len(colors)} colours")
-    canvas = Image.fromarray(_to_uint8(img))
-    pen = ImageDraw.Draw(canvas)
-    for segs, col in reversed(list(zip(edges, colors))):
-        segs = np.asarray(segs, dtype=np.float64).reshape(-1, 2, 3)
-        uv, z = project_points(camera, segs.reshape(-1, 3))
-        uv, z = uv.reshape(-1, 2, 2), z.reshape(-1, 2)
-        fill = tuple(round(255 * float(c)) for c in col)
-        for (a, b), (za, zb) in zip(uv, z):
-            if za > 1e-6 and zb > 1e-6:
-                pen.line([tuple(a), tuple(b)], fill=fill, width=int(line_width))
-    return np.asarray(canvas)
+        colors = [BEST_GRASP_COLOR] + [OTHER_GRASP_COLOR] * (len(corners) - 1)
+    if len(colors) != len(corners):
+        raise QueryError(f"{len(corners)} grippers but {len(colors)} colours")
+    alpha = round(255 * _check_alpha(fill_alpha))
+    canvas = Image.fromarray(_to_uint8(img)).convert("RGBA")
+    for boxes, col in reversed(list(zip(corners, colors))):
+        layer = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
+        pen = ImageDraw.Draw(layer)
+        rgb255 = tuple(round(255 * float(c)) for c in col)
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 8, 3)
+        for box in boxes:
+            uv, z = project_points(camera, box)
+            for face in BOX_FACES:
+                if (z[list(face)] > 1e-6).all():
+                    pen.polygon([tuple(uv[i]) for i in face], fill=(*rgb255, alpha))
+        canvas = Image.alpha_composite(canvas, layer)
+        pen = ImageDraw.Draw(canvas)
+        for box in boxes:
+            uv, z = project_points(camera, box)
+            for i, j in BOX_EDGES:
+                if z[i] > 1e-6 and z[j] > 1e-6:
+                    pen.line([tuple(uv[i]), tuple(uv[j])], fill=(*rgb255, 255), width=line_width)
+    return np.asarray(canvas.convert("RGB"))
 
 
 def selection_pixels(weights, indices: np.ndarray) -> np.ndarray:
