@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -138,6 +138,7 @@ class CollisionModel:
     support_sigmas: float
     _tree: object = field(default=None, repr=False)
     _small: np.ndarray | None = field(default=None, repr=False)
+    _big: np.ndarray | None = field(default=None, repr=False)
     _cap: float = field(default=0.0, repr=False)
     _cov: np.ndarray | None = field(default=None, repr=False)
 
@@ -211,6 +212,7 @@ class CollisionModel:
 
             self._cap = float(np.quantile(self.radius, 0.99)) if len(self) else 0.0
             self._small = np.flatnonzero(self.radius <= self._cap)
+            self._big = np.flatnonzero(self.radius > self._cap)
             self._tree = cKDTree(self.means[self._small])
         return self._tree
 
@@ -224,7 +226,7 @@ class CollisionModel:
         """
         tree = self._index()
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-        big = np.setdiff1d(np.arange(len(self)), self._small, assume_unique=True)
+        big = self._big
         lo, hi = pts.min(axis=0), pts.max(axis=0)
         crop = self._small[
             tree.query_ball_point((lo + hi) / 2, np.linalg.norm(hi - lo) / 2 + reach + self._cap)
@@ -257,7 +259,7 @@ def _within(d: np.ndarray, limit: np.ndarray) -> np.ndarray:
 
 
 def _dense_near(
-    means: np.ndarray, radius: np.ndarray, pts: np.ndarray, reach: float, chunk: int = 256
+    means: np.ndarray, radius: np.ndarray, pts: np.ndarray, reach: float, chunk: int = 64
 ) -> tuple[np.ndarray, np.ndarray]:
     """(point row, column) with ``|means[col] - pts[row]| <= reach + radius[col]``, row-major.
 
@@ -272,7 +274,7 @@ def _dense_near(
     limit = (reach + radius) ** 2
     rows, cols = [], []
     for s in range(0, len(p), chunk):
-        q = p[s : s + chunk]
+        q = p[s : s + chunk]  # [chunk, G] distances: a few MB per chunk
         d2 = mm[None] - 2.0 * (q @ m.T) + np.einsum("ij,ij->i", q, q)[:, None]
         r, c = np.nonzero(d2 <= limit[None])
         rows.append(r + s)
@@ -305,6 +307,11 @@ class Contacts:
 
     def __len__(self) -> int:
         return int(self.slot.size)
+
+    def subset(self, rows: slice) -> Contacts:
+        return Contacts(
+            *(getattr(self, f)[rows] for f in ("slot", "points", "y", "a", "b", "theta0", "score"))
+        )
 
     def approach_axes(self, num_approaches: int) -> tuple[np.ndarray, np.ndarray]:
         """([C, K, 3] x axes, [C, K, 3] z axes) of every candidate."""
@@ -449,13 +456,52 @@ def evaluate_candidates(
 ) -> CandidateEval:
     """Closing segment, collisions and terms of every candidate (fast path).
 
+    Contacts are evaluated in blocks of :data:`CONTACT_BLOCK`: every step is vectorised
+    over a block's (candidate, Gaussian) pairs, and the blocks' arrays stay small enough to
+    be reused from one block to the next instead of faulting fresh memory in.
+
     Args:
         in_region: [K_model] bool, model Gaussians that belong to the region.
     """
     g = gripper
-    n_app = num_approaches
+    parts = [
+        _evaluate_block(
+            model,
+            contacts.subset(slice(s, s + CONTACT_BLOCK)),
+            in_region,
+            g,
+            num_approaches,
+            min_antipodality,
+        )
+        for s in range(0, len(contacts), CONTACT_BLOCK)
+    ]
+    out = CandidateEval(
+        *(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(CandidateEval))
+    )
+    # Clearance only matters for the feasible ones: one more, narrow, query for them.
+    ok = np.flatnonzero(out.reason == FEASIBLE)
+    free = np.full(out.reason.size, np.inf)
+    free[ok] = _free_behind_palm(model, contacts, ok, out.offset[ok], g, num_approaches)
+    out.clearance = np.clip(free, 0.0, g.approach_distance) / g.approach_distance
+    return out
+
+
+#: Contacts per block of :func:`evaluate_candidates`.
+CONTACT_BLOCK = 8
+
+
+def _evaluate_block(
+    model: CollisionModel,
+    contacts: Contacts,
+    in_region: np.ndarray,
+    gripper: ParallelJawGripper,
+    n_app: int,
+    min_antipodality: float,
+) -> CandidateEval:
+    """:func:`evaluate_candidates` for a few contacts; clearance left at 1."""
+    g = gripper
     n_cand = len(contacts) * n_app
-    fl, pd, ad = g.finger_length, g.palm_depth, g.approach_distance
+    fl, pd = g.finger_length, g.palm_depth
     hw, t, cl = g.finger_width / 2, g.finger_thickness, g.clearance
     y_env = _reach(g)[0]
 
@@ -472,17 +518,24 @@ def evaluate_candidates(
     th = contacts.theta0[:, None] + step * np.arange(n_app)[None]
     cs, sn = np.cos(th).ravel()[cand], np.sin(th).ravel()[cand]
     vr, wr = v[rows], w[rows]
-    z = vr * cs + wr * sn
-    x = wr * cs - vr * sn
-    ar, br, abr = aa[rows], bb[rows], ab[rows]
-    sc2 = 2 * sn * cs * abr
-    ex = np.sqrt(np.maximum(sn * sn * ar + cs * cs * br - sc2, 0.0))
-    ez = np.sqrt(np.maximum(cs * cs * ar + sn * sn * br + sc2, 0.0))
-    ur, eyr, jr = u[rows], ey[rows], pj[rows]
-    inx = np.abs(x) <= hw + ex
+    z = vr * cs
+    z += wr * sn
+    x = wr * cs
+    x -= vr * sn
+    # Squared half extents along z = cs a + sn b and x = cs b - sn a: they sum to aa + bb.
+    ar, br = aa[rows], bb[rows]
+    ez2 = cs * cs * ar
+    ez2 += sn * sn * br
+    ez2 += 2 * sn * cs * ab[rows]
+    ex = np.sqrt(np.maximum(ar + br - ez2, 0.0))
+    ez = np.sqrt(np.maximum(ez2, 0.0))
+    # Rows that reach the fingers' or the palm's z range within the fingers' width.
     z_lo, z_hi = z - ez, z + ez
-    slab = inx & (z_lo <= 0) & (z_hi >= -fl)
-    palm = inx & (z_lo <= -fl) & (z_hi >= -(fl + pd))
+    near = np.flatnonzero((np.abs(x) <= hw + ex) & (z_lo <= 0) & (z_hi >= -(fl + pd)))
+    cand, z_lo, z_hi = cand[near], z_lo[near], z_hi[near]
+    ur, eyr, jr = u[rows[near]], ey[rows[near]], pj[rows[near]]
+    slab = z_hi >= -fl
+    palm = z_lo <= -fl
 
     # Closing segment: merge the slab's intervals along y, keep the stretch with the contact.
     s_c, s_u, s_e, s_j = cand[slab], ur[slab], eyr[slab], jr[slab]
@@ -522,25 +575,15 @@ def evaluate_candidates(
     antip = np.minimum(mean_at(m_u >= (u_max - band)[seg]), mean_at(m_u <= (u_min + band)[seg]))
     share = _ratio(np.add.reduceat(op * in_region[m_j], m_first), np.add.reduceat(op, m_first))
 
-    # Fingers and palm at the final opening; free length behind the palm.
+    # The fingers sit in free space by construction: each is `clearance` from the closing
+    # segment and the next stretch along y is more than a finger plus two clearances away.
+    # The palm spans the full opening behind them.
     mid = (chunk_lo + chunk_hi) / 2
-    inner = (chunk_hi - chunk_lo) / 2 + cl
-    sc = mid[cand]
-    slab_lo, slab_hi = ur - eyr, ur + eyr
-    fingers = slab & (
-        ((slab_lo <= sc - inner[cand]) & (slab_hi >= sc - inner[cand] - t))
-        | ((slab_lo <= sc + inner[cand] + t) & (slab_hi >= sc + inner[cand]))
-    )
-    across = np.abs(ur - sc) <= g.palm_half_width + eyr
+    hit = palm & (np.abs(ur - mid[cand]) <= g.palm_half_width + eyr)
     collide = np.zeros(n_cand, bool)
-    collide[cand[fingers | (palm & across)]] = True
+    collide[cand[hit]] = True
     free = np.full(n_cand, np.inf)
-    out = _finish(g, min_antipodality, chunk_lo, chunk_hi, collide, antip, share, free)
-    # Clearance only matters for the feasible ones: one more, narrow, query for them.
-    ok = np.flatnonzero(out.reason == FEASIBLE)
-    free[ok] = _free_behind_palm(model, contacts, ok, out.offset[ok], g, n_app)
-    out.clearance = np.clip(free, 0.0, ad) / ad
-    return out
+    return _finish(g, min_antipodality, chunk_lo, chunk_hi, collide, antip, share, free)
 
 
 def _free_behind_palm(
@@ -604,7 +647,7 @@ def _pairs_and_windows(
     u, v, w = local.T
     r = model.radius[pj]
     rho = np.sqrt(v * v + w * w)
-    keep = (np.abs(u) <= y_env + r) & (rho <= math.hypot(z_env, hw) + r)
+    keep = np.flatnonzero((np.abs(u) <= y_env + r) & (rho <= math.hypot(z_env, hw) + r))
     pc, pj, u, v, w, r, rho = (a[keep] for a in (pc, pj, u, v, w, r, rho))
     lim = hw + r
     every = rho * rho <= lim * lim + r * r
@@ -615,7 +658,7 @@ def _pairs_and_windows(
     count = np.floor((rel + omega) / step) - k_lo + 1
     count = np.where(every, n_app, np.clip(count, 0, n_app)).astype(np.int64)
     start = np.where(every, 0, k_lo).astype(np.int64)
-    keep = count > 0
+    keep = np.flatnonzero(count)
     return pc[keep], pj[keep], u[keep], v[keep], w[keep], start[keep], count[keep]
 
 
@@ -627,21 +670,16 @@ def _support_terms(
     approach in the (a, b) plane: |(cos t) a + (sin t) b|_S."""
     bounds = np.searchsorted(pc, np.arange(len(contacts) + 1))
     cov = model.support_covariances()
+    y, a, b = contacts.y, contacts.a, contacts.b
+    coeff = np.stack(
+        [_quadratic_form(y), _quadratic_form(a), _quadratic_form(b), _quadratic_form(a, b)], 2
+    )  # [C, 6, 4]
     quad = np.empty((pc.size, 4))
     for c in range(len(contacts)):
         s, e = bounds[c], bounds[c + 1]
-        quad[s:e] = cov[pj[s:e]] @ _quadratic_coefficients(contacts, c)
+        quad[s:e] = cov[pj[s:e]] @ coeff[c]
     ey = np.sqrt(np.maximum(quad[:, 0], 0.0))
     return ey, quad[:, 1], quad[:, 2], quad[:, 3]
-
-
-def _quadratic_coefficients(contacts: Contacts, c: int) -> np.ndarray:
-    """[6, 4]: a row (xx yy zz xy xz yz) of a covariance times these gives y'Sy, a'Sa, b'Sb,
-    a'Sb for contact c."""
-    y, a, b = contacts.y[c], contacts.a[c], contacts.b[c]
-    return np.stack(
-        [_quadratic_form(y), _quadratic_form(a), _quadratic_form(b), _quadratic_form(a, b)], 1
-    )
 
 
 def _quadratic_form(p: np.ndarray, q: np.ndarray | None = None) -> np.ndarray:

@@ -327,3 +327,15 @@ def test_gripper_geometry() -> None:
     assert g.scaled(1000.0).max_opening == 80.0
     with pytest.raises(GripperError, match="clearance"):
         ParallelJawGripper(max_opening=0.01, clearance=0.005).validated()
+
+
+def test_grasp_bench_rows_describe_a_3000_gaussian_region() -> None:
+    """The latency helper `gsbp bench` calls (no speed asserted: numbers go to the docs)."""
+    from gsbp_ros.grasp_bench import grasp_bench_rows
+
+    rows = grasp_bench_rows(quick=True, repeat=1)
+    assert len(rows) == 1
+    row = rows[0]
+    assert 2900 <= int(row["region Gaussians"]) <= 3200
+    assert int(row["grasps"]) > 0 and int(row["feasible"]) >= int(row["grasps"])
+    assert float(row["plan, wall (ms)"]) > 0 and float(row["plan, thread CPU (ms)"]) > 0
