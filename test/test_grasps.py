@@ -339,3 +339,85 @@ def test_grasp_bench_rows_describe_a_3000_gaussian_region() -> None:
     assert 2900 <= int(row["region Gaussians"]) <= 3200
     assert int(row["grasps"]) > 0 and int(row["feasible"]) >= int(row["grasps"])
     assert float(row["plan, wall (ms)"]) > 0 and float(row["plan, thread CPU (ms)"]) > 0
+
+
+# -- the command line -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    from gsbp_ros.demo_scene import write_demo_scene
+
+    out = tmp_path_factory.mktemp("grasp_demo")
+    write_demo_scene(out, num_views=6, width=120, height=90, density=0.6)
+    return out
+
+
+def _cli(demo_dir, *args: str) -> list[str]:
+    return [
+        "grasps",
+        "--scene",
+        str(demo_dir / "scene.ply"),
+        "--cameras",
+        str(demo_dir / "sparse" / "0"),
+        "--sources",
+        "labels",
+        "--label-maps",
+        str(demo_dir / "labels" / "parts"),
+        "--cache-dir",
+        str(demo_dir / "cache"),
+        *args,
+    ]
+
+
+def test_cli_writes_ranked_grasps_and_draws_them(demo_dir, tmp_path, capsys) -> None:
+    import json
+
+    from PIL import Image
+
+    from gsbp_ros.cli import main
+
+    out, png = tmp_path / "grasps.json", tmp_path / "grasps.png"
+    assert main(_cli(demo_dir, "--text", "mug_handle", "--out", str(out), "--png", str(png))) == 0
+    doc = json.loads(out.read_text())
+    assert 1 <= len(doc) <= 10
+    assert [g["score"] for g in doc] == sorted((g["score"] for g in doc), reverse=True)
+    for g in doc:
+        assert len(g["position"]) == 3 and len(g["quaternion_xyzw"]) == 4
+        assert np.isclose(np.linalg.norm(g["quaternion_xyzw"]), 1.0)
+        assert 0 < g["width"] <= 0.08 and g["region"] == "mug_handle"
+    img = np.asarray(Image.open(png))
+    assert img.shape == (270, 360, 3)
+    # the best gripper's green edges are on the picture
+    green = (img[..., 1] > 150) & (img[..., 0] < 80) & (img[..., 2] < 80)
+    assert green.sum() > 50
+    # the same region from a selection file (scores 1: the ranking may differ)
+    labels = np.load(demo_dir / "part_labels.npy")
+    names = json.loads((demo_dir / "names.json").read_text())["parts"]
+    sel = tmp_path / "sel.json"
+    handle = np.flatnonzero(labels == names.index("mug_handle"))
+    sel.write_text(json.dumps({"name": "handle", "indices": handle.tolist()}))
+    out2 = tmp_path / "grasps2.json"
+    assert main(_cli(demo_dir, "--indices", str(sel), "--out", str(out2))) == 0
+    assert "grasps on 'handle'" in capsys.readouterr().out
+    assert json.loads(out2.read_text())
+
+
+def test_cli_bad_input_is_one_line(demo_dir, tmp_path, capsys) -> None:
+    import json
+
+    from gsbp_ros.cli import main
+
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"name": "nothing", "indices": []}))
+    out = tmp_path / "g.json"
+    cases = [
+        (["--indices", str(empty)], "the region is empty"),
+        (["--text", "mug_handle", "--max-opening", "nan"], "max_opening must be a positive"),
+        (["--text", "mug_handle", "--finger-length", "0"], "finger_length must be a positive"),
+        (["--text", "mug_handle", "--max-opening", "80"], "wider than the whole scene"),
+        (["--indices", str(tmp_path / "missing.json")], "cannot read the selection"),
+    ]
+    for args, want in cases:
+        assert main(_cli(demo_dir, *args, "--out", str(out))) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("gsbp: error: ") and want in err[-1], err
+    assert not out.exists()  # nothing written on failure
