@@ -291,9 +291,10 @@ def orient_normals(
     1. its Gaussian's ``view_points`` row (where the cameras that saw it stood), when that
        point lies clearly on one side of the Gaussian's tangent plane (|cos| >= ``min_cos``);
        a Gaussian seen from both sides has its mean viewpoint near the plane and waits;
-    2. the side its already oriented neighbours agree on (sum of n_i . n_j over the
-       :data:`ORIENT_NEIGHBOURS` nearest oriented Gaussians with |cos| >= 0.5, repeated
-       while it orients more of them);
+    2. the side its already oriented neighbours agree on (sum of n_i . n_j over the nearest
+       oriented Gaussians, at most :data:`ORIENT_NEIGHBOURS` of its
+       2 x :data:`ORIENT_NEIGHBOURS` nearest, with |cos| >= 0.5; repeated while that
+       orients more of them);
     3. away from ``region_center`` (default: the mean of ``means``): outward for a compact
        object, so the fallback never points into it;
     4. the mean of ``camera_centers``; 5. away from ``scene_center``;
@@ -332,15 +333,20 @@ def orient_normals(
     if (sign != 0).any() and (sign == 0).any():
         from scipy.spatial import cKDTree
 
-        for _ in range(16):  # each pass orients the neighbours of the previous ones
-            done, todo = np.flatnonzero(sign != 0), np.flatnonzero(sign == 0)
+        # One neighbour list for every pass; each pass lets the Gaussians oriented so far vote.
+        k = min(2 * ORIENT_NEIGHBOURS + 1, m)
+        _, nb = cKDTree(p).query(p, k=k)
+        nb = nb.reshape(m, k)[:, 1:]
+        for _ in range(16):
+            todo = np.flatnonzero(sign == 0)
             if todo.size == 0:
                 break
-            k = min(ORIENT_NEIGHBOURS, done.size)
-            _, nb = cKDTree(p[done]).query(p[todo], k=k)
-            nb = done[nb.reshape(todo.size, k)]
-            dots = np.einsum("ij,ikj->ik", n[todo], n[nb] * sign[nb][..., None])
-            vote = np.where(np.abs(dots) >= NEIGHBOUR_MIN_COS, dots, 0.0).sum(axis=1)
+            near = nb[todo]
+            voters = sign[near] != 0
+            # the ORIENT_NEIGHBOURS nearest oriented ones (the lists are sorted by distance)
+            voters &= np.cumsum(voters, axis=1) <= ORIENT_NEIGHBOURS
+            dots = np.einsum("ij,ikj->ik", n[todo], n[near] * sign[near][..., None])
+            vote = np.where(voters & (np.abs(dots) >= NEIGHBOUR_MIN_COS), dots, 0.0).sum(axis=1)
             new = np.zeros(m)
             new[todo] = np.sign(vote)
             if not new.any():

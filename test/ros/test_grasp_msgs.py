@@ -108,6 +108,20 @@ def test_gripper_parameters_are_in_frame_units(interfaces) -> None:
         gripper_in_scene({**values, "gripper.finger_length": float("nan")}, _transform())
 
 
+def test_grasp_parameters_are_checked_like_the_others() -> None:
+    from gsbp_ros.nodes.grasp_msgs import GRASP_PARAMETERS
+    from gsbp_ros.nodes.params import PARAMS_BY_NAME, check_value
+
+    for name in GRASP_PARAMETERS:
+        p = PARAMS_BY_NAME[name]
+        assert not p.read_only and check_value(name, p.default) == "", name
+        if name.startswith("gripper."):
+            for bad in (0.0, -0.01, float("nan"), float("inf")):
+                assert "must be a positive number" in check_value(name, bad), (name, bad)
+    assert check_value("max_grasps", 0) == ""
+    assert "at least 0" in check_value("max_grasps", -1)
+
+
 def test_segment_and_transfer_answer_with_grasps(nodes, ros_client, demo) -> None:
     """The node's answers carry ranked grasps in frame_id, ~/grasp_poses repeats them, and
     the transfer's gripper markers arrive with its regions."""
