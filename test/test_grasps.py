@@ -25,6 +25,7 @@ from gsbp_ros.grasps import (
     evaluate_candidates_reference,
     plan_grasps,
     sample_contacts,
+    solids,
 )
 from gsbp_ros.gripper import BOX_EDGES, GripperError, ParallelJawGripper, box_corners
 from gsbp_ros.results import GRASP_TERMS
@@ -107,7 +108,7 @@ def test_fast_equals_reference_on_random_scenes(seed, dense, monkeypatch) -> Non
     means, quats, log_scales, opacity = random_scene(seed)
     model = CollisionModel.from_gaussians(means, quats, log_scales, opacity)
     if not dense:  # the k-d tree answers point by point instead of one dense crop
-        monkeypatch.setattr(G, "DENSE_PAIRS", 0)
+        monkeypatch.setattr(solids, "DENSE_PAIRS", 0)
     gripper = ParallelJawGripper(
         max_opening=0.05, finger_length=0.03, finger_width=0.015, palm_depth=0.02
     )
