@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,8 +21,12 @@ import torch
 from gsbp_ros.camera import Camera
 from gsbp_ros.errors import FeatureError, GsbpError, QueryError
 from gsbp_ros.field import FeatureField
-from gsbp_ros.results import Labelling, Selection
+from gsbp_ros.results import GraspSet, Labelling, Selection
 from gsbp_ros.scene import SH_C0, GaussianScene
+
+if TYPE_CHECKING:
+    from gsbp_ros.grasps import GraspOptions
+    from gsbp_ros.gripper import ParallelJawGripper
 
 log = logging.getLogger(__name__)
 
@@ -329,7 +334,13 @@ class GsbpEngine:
                 vp[unseen] = self.scene.means.cpu().numpy()[unseen]
         return vp, seen_weight
 
-    def plan_grasps(self, selection: Selection, *, gripper=None, options=None):
+    def plan_grasps(
+        self,
+        selection: Selection,
+        *,
+        gripper: ParallelJawGripper | None = None,
+        options: GraspOptions | None = None,
+    ) -> GraspSet:
         """Ranked parallel-jaw grasps on a selection (:func:`gsbp_ros.grasps.plan_grasps`),
         in scene units and the scene's frame; the scene's solids are built on first use."""
         from gsbp_ros.grasps import CollisionModel, GraspOptions, plan_grasps
