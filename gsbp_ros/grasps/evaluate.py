@@ -21,7 +21,7 @@ from gsbp_ros.grasps.solids import CollisionModel
 from gsbp_ros.gripper import ParallelJawGripper
 
 
-def _ratio(num, den):
+def safe_ratio(num, den):
     """num / den, 0 where den is 0 (Gaussians of zero opacity carry no weight)."""
     num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
     return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
@@ -55,7 +55,7 @@ def _reach(gripper: ParallelJawGripper) -> tuple[float, float]:
     return y_env, math.sqrt(y_env**2 + z_env**2 + (g.finger_width / 2) ** 2)
 
 
-def _finish(
+def outcomes(
     gripper: ParallelJawGripper,
     min_antipodality: float,
     chunk_lo: np.ndarray,
@@ -65,6 +65,9 @@ def _finish(
     in_region: np.ndarray,
     free: np.ndarray,
 ) -> CandidateEval:
+    """The rule both paths share: [C*K] closing segments ([lo, hi] along y from the contact),
+    collisions, terms and free lengths -> outcome (the first failing check of: too wide,
+    collision, antipodality), origin offset, opening and terms."""
     width = chunk_hi - chunk_lo + 2 * gripper.clearance
     reason = np.full(width.shape, FEASIBLE, np.int8)
     reason[antip < min_antipodality] = NOT_ANTIPODAL
@@ -204,11 +207,11 @@ def _evaluate_block(
     def mean_at(mask: np.ndarray) -> np.ndarray:
         wsum = np.add.reduceat(np.where(mask, op, 0.0), m_first)
         total = np.add.reduceat(np.where(mask, op * cos_n, 0.0), m_first)
-        return _ratio(total, wsum)
+        return safe_ratio(total, wsum)
 
     seg = np.repeat(np.arange(m_first.size), np.diff(np.r_[m_first, m_c.size]))
     antip = np.minimum(mean_at(m_u >= (u_max - band)[seg]), mean_at(m_u <= (u_min + band)[seg]))
-    share = _ratio(np.add.reduceat(op * in_region[m_j], m_first), np.add.reduceat(op, m_first))
+    share = safe_ratio(np.add.reduceat(op * in_region[m_j], m_first), np.add.reduceat(op, m_first))
 
     # The fingers sit in free space by construction: each is `clearance` from the closing
     # segment and the next stretch along y is more than a finger plus two clearances away.
@@ -218,7 +221,7 @@ def _evaluate_block(
     collide = np.zeros(n_cand, bool)
     collide[cand[hit]] = True
     free = np.full(n_cand, np.inf)
-    return _finish(g, min_antipodality, chunk_lo, chunk_hi, collide, antip, share, free)
+    return outcomes(g, min_antipodality, chunk_lo, chunk_hi, collide, antip, share, free)
 
 
 def _free_behind_palm(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from gsbp_ros.grasps.contacts import Contacts
-from gsbp_ros.grasps.evaluate import CandidateEval, _finish, _ratio
+from gsbp_ros.grasps.evaluate import CandidateEval, outcomes, safe_ratio
 from gsbp_ros.grasps.options import END_FRACTION
 from gsbp_ros.grasps.solids import CollisionModel
 from gsbp_ros.gripper import ParallelJawGripper
@@ -78,8 +78,8 @@ def evaluate_candidates_reference(
             cos_n = np.abs(model.normals[members] @ y)
             op = model.opacity[members]
             ends = [mu >= mu.max() - band, mu <= mu.min() + band]
-            out["antip"][i] = min(_ratio((op * cos_n)[e].sum(), op[e].sum()) for e in ends)
-            out["share"][i] = _ratio((op * in_region[members]).sum(), op.sum())
+            out["antip"][i] = min(safe_ratio((op * cos_n)[e].sum(), op[e].sum()) for e in ends)
+            out["share"][i] = safe_ratio((op * in_region[members]).sum(), op.sum())
             # The gripper's boxes at the final opening, the origin moved to the middle.
             shift = np.array([0.0, (lo + hi) / 2, 0.0])
             boxes = g.boxes(hi - lo + 2 * cl)
@@ -87,7 +87,7 @@ def evaluate_candidates_reference(
             col_center = [0.0, (lo + hi) / 2, -(fl + pd) - ad / 2]
             behind = overlaps(col_center, [hw, g.palm_half_width, ad / 2])
             out["free"][i] = (-(fl + pd) - (z + ez)[behind]).min() if behind.any() else np.inf
-    return _finish(
+    return outcomes(
         g,
         min_antipodality,
         out["lo"],
