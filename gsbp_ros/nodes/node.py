@@ -63,7 +63,6 @@ from gsbp_ros.nodes.camera_msgs import camera_from_info_pose
 from gsbp_ros.nodes.cloud_msgs import make_cloud
 from gsbp_ros.nodes.errors import MessageError
 from gsbp_ros.nodes.frame_msgs import SceneToFrame, points_to_numpy
-from gsbp_ros.nodes.image_msgs import image_to_mask, image_to_rgb
 from gsbp_ros.nodes.grasp_msgs import (
     grasp_messages,
     grasp_pose_array,
@@ -71,6 +70,7 @@ from gsbp_ros.nodes.grasp_msgs import (
     plan_node_grasps,
     read_grasp_parameters,
 )
+from gsbp_ros.nodes.image_msgs import image_to_mask, image_to_rgb
 from gsbp_ros.nodes.marker_msgs import region_markers
 from gsbp_ros.nodes.qos import LATCHED_QOS
 from gsbp_ros.nodes.region_msgs import (
