@@ -111,17 +111,14 @@ def test_knn_transfer_in_a_known_feature_space(demo):
     target = eng.field.features["labels"]
     handle, body = parts.index("mug_handle"), parts.index("mug_body")
     feats, labs = [], []
+    source = eng.sources["labels"]
     for cam in load_cameras(demo / "sparse" / "0")[:2]:
         pmap = torch.from_numpy(read_label_image(demo / "labels" / "parts" / f"{cam.stem}.png"))
-        code = (
-            torch.nn.functional.one_hot(pmap, len(parts) + 1)[..., 1:]
-            .float()
-            .reshape(-1, len(parts))
-        )
+        code = source.view_features(cam).reshape(-1, target.shape[1])  # the field's codes
         lab = torch.full((pmap.numel(),), -1)
         lab[(pmap == handle + 1).flatten()] = 0
         lab[(pmap == body + 1).flatten()] = 1
-        keep = code.sum(1) > 0
+        keep = (pmap > 0).flatten()
         feats.append(code[keep])
         labs.append(lab[keep])
     labels, conf = knn_transfer(target, torch.cat(feats), torch.cat(labs), k=5)
