@@ -220,7 +220,7 @@ def test_missing_hub_model_fails_before_loading_offline_by_default(monkeypatch, 
     assert local_files_only(False) and not local_files_only(True)
     # A folder that is not a saved model is refused before loading too.
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FeatureError, match="has no config.json"):
+    with pytest.raises(FeatureError, match=r"has no config\.json"):
         Dinov2Extractor(str(tmp_path / "empty"))
     assert calls == []
 
