@@ -104,8 +104,9 @@ class Capture:
         return dataparser_camera_transform(self.dataparser, self.camera_set.transforms)
 
     # -- reporting -----------------------------------------------------------------------------
-    def describe(self) -> list[str]:
-        """What was picked, one line per input (for the node log and the CLI)."""
+    def describe(self, *, photos: bool = True) -> list[str]:
+        """What was picked, one line per input (for the node log and the CLI); the photos
+        line only with ``photos`` (it means nothing without an image model)."""
         kind = _scene_kind(self.scene_file)
         lines = [
             f"scene: {self.scene_file} ({kind}{'; ' + self.scene_note if self.scene_note else ''})"
@@ -125,6 +126,8 @@ class Capture:
                 f"camera frame: {self.dataparser} (nerfstudio dataparser transform: cameras "
                 "moved into the splatfacto export's normalised frame)"
             )
+        if not photos:
+            return lines
         if self.images_dir is None:
             lines.append(f"photos: none ({self.images_note or 'features from renders'})")
         else:

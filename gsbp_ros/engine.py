@@ -213,7 +213,8 @@ class GsbpEngine:
         elif transform is not None:
             cams = transform_cameras(cams, transform)
         self.cameras = select_views(cams, cfg.max_views)
-        for line in capture.describe():
+        rgb_sources = any(n in ("dinov2", "clip") for n in cfg.feature_sources)
+        for line in capture.describe(photos=rgb_sources):
             self._log(line)
         self._log(
             f"scene: {self.scene.num_gaussians} Gaussians; {len(self.cameras)} views; "
