@@ -379,9 +379,11 @@ def estimate_up(
       directions (people hold cameras upright more or less).
     - Without: the scene's axis of least spread (the floor or table top dominates a capture;
       its normal is that axis), from the central 90% of the Gaussian centres around their
-      median, so distant floaters do not tilt it. Its sign points to where the scene's long
-      tail is (objects stand on the support, so mass is skewed upward); when the skew is too
-      weak to tell, the axis's largest coordinate is made positive.
+      median, so distant floaters do not tilt it, then refined to the normal of the plane
+      that holds the most points (the support itself; RANSAC with a fixed seed). Its sign
+      points to where the scene's long tail is (objects stand on the support, so mass is
+      skewed upward); when the skew is too weak to tell, the axis's largest coordinate is
+      made positive.
 
     A result within ``snap_deg`` of a coordinate axis is snapped onto it, so z-up and y-up
     worlds get exactly their axis.
@@ -400,13 +402,54 @@ def estimate_up(
     if pts.shape[0] < 3:
         return np.array([0.0, 0.0, 1.0])
     centred = pts - pts.mean(axis=0)
-    _, vecs = np.linalg.eigh(centred.T @ centred / len(centred))
-    axis = vecs[:, 0]
+    axis = _least_spread_axis(centred)
+    axis = _refine_to_dominant_plane(centred, axis)
     proj = centred @ axis
     var = float(np.mean(proj**2))
     skew = float(np.mean(proj**3)) / var**1.5 if var > 0 else 0.0
     sign = np.sign(skew) if abs(skew) > 0.2 else np.sign(axis[np.argmax(np.abs(axis))])
     return _snap(axis * (sign or 1.0), snap_deg)
+
+
+def _least_spread_axis(centred: np.ndarray) -> np.ndarray:
+    _, vecs = np.linalg.eigh(centred.T @ centred / len(centred))
+    return vecs[:, 0]
+
+
+def _refine_to_dominant_plane(centred: np.ndarray, axis: np.ndarray) -> np.ndarray:
+    """The normal of the plane that holds the most points (the floor or table top itself),
+    by RANSAC with a fixed seed: objects standing on a support tilt the whole cloud's axis
+    by degrees, the support alone does not. Kept only when the plane holds >= 5% of the
+    points and its normal lies within 30 degrees of ``axis``."""
+    n = len(centred)
+    if n < 10:
+        return axis
+    rng = np.random.default_rng(0)
+    sample = centred[rng.choice(n, size=min(n, 20_000), replace=False)]
+    extent = float(np.quantile(np.linalg.norm(sample, axis=1), 0.9))
+    tol = 0.005 * extent
+    best, best_count = axis, 0
+    cos_limit = math.cos(math.radians(30.0))
+    for _ in range(300):
+        a, b, c = sample[rng.choice(len(sample), size=3, replace=False)]
+        normal = np.cross(b - a, c - a)
+        length = np.linalg.norm(normal)
+        if length < 1e-12:
+            continue
+        normal /= length
+        if abs(normal @ axis) < cos_limit:
+            continue
+        count = int((np.abs((sample - a) @ normal) <= tol).sum())
+        if count > best_count:
+            best, best_count = normal, count
+    if best_count < 0.05 * len(sample):
+        return axis
+    # least squares on the inliers of the best plane
+    offset = float(np.median(sample @ best))
+    inliers = sample[np.abs(sample @ best - offset) <= tol]
+    refined = _least_spread_axis(inliers - inliers.mean(axis=0))
+    refined = refined if refined @ axis > 0 else -refined
+    return refined if refined @ axis >= cos_limit else axis
 
 
 def _snap(u: np.ndarray, snap_deg: float) -> np.ndarray:

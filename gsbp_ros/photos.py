@@ -8,8 +8,8 @@ background when they have alpha. A camera without a photo falls back to its rend
 Matching, for a camera named ``n`` (COLMAP ``frame_0001.jpg`` or ``cam1/img.jpg``, nerfstudio
 ``images/frame_0001.png``, Inria ``DSC07956``, Blender ``train/r_0``), in this order:
 
-1. ``folder / n`` and ``folder / basename(n)``, also with ``.png``/``.jpg``/``.jpeg`` added
-   when ``n`` has no image extension;
+1. ``folder / n`` and ``folder / basename(n)``, also with an image extension added when
+   ``n`` has none (two files that differ only in it are an error);
 2. a file directly in ``folder`` whose stem is the stem of ``n`` (two such files, e.g.
    ``a.jpg`` and ``a.png``, are an error), unless several cameras share that stem.
 
@@ -91,17 +91,20 @@ class PhotoSet:
             cand = self.folder / rel
             if cand.suffix.lower() in IMAGE_SUFFIXES and cand.is_file():
                 return cand
-            for suffix in IMAGE_SUFFIXES[:3]:
-                with_suffix = cand.with_name(cand.name + suffix)
-                if with_suffix.is_file():
-                    return with_suffix
+            suffixes = [*IMAGE_SUFFIXES, *(s.upper() for s in IMAGE_SUFFIXES)]
+            found = [p for s in suffixes if (p := cand.with_name(cand.name + s)).is_file()]
+            if found:
+                return self._one(cam, found)
         found = by_stem.get(cam.stem, []) if unique_stem else []
+        return self._one(cam, found) if found else None
+
+    def _one(self, cam: Camera, found: list[Path]) -> Path:
         if len(found) > 1:
+            names = ", ".join(p.relative_to(self.folder).as_posix() for p in sorted(found))
             raise FeatureError(
-                f"images folder {self.folder} holds {', '.join(p.name for p in found)} for "
-                f"camera {cam.name!r}; keep one"
+                f"images folder {self.folder} holds {names} for camera {cam.name!r}; keep one"
             )
-        return found[0] if found else None
+        return found[0]
 
     def _check_aspect(self, cam: Camera) -> None:
         pw, ph = self._sizes[cam.name]
