@@ -213,15 +213,14 @@ class GsbpEngine:
         elif transform is not None:
             cams = transform_cameras(cams, transform)
         self.cameras = select_views(cams, cfg.max_views)
-        rgb_sources = any(n in ("dinov2", "clip") for n in cfg.feature_sources)
-        for line in capture.describe(photos=rgb_sources):
+        for line in capture.describe(photos=False):
             self._log(line)
         self._log(
             f"scene: {self.scene.num_gaussians} Gaussians; {len(self.cameras)} views; "
             f"device {self.device}"
         )
-        photos = self._photos(capture)
-        self._load_sources(photos)
+        self._load_sources()
+        photos = self._attach_photos(capture)
         if not self.sources:
             self._set(active_sources=[], message="no feature source is active")
             return
@@ -279,12 +278,16 @@ class GsbpEngine:
             used, rendered = photos.counts()
             self._log(f"feature input: {used} photos, {rendered} renders (views without a photo)")
 
-    def _photos(self, capture) -> object | None:
-        """The photos the DINOv2/CLIP sources see instead of renders, or None."""
+    def _attach_photos(self, capture) -> object | None:
+        """Give the active DINOv2/CLIP sources the views' photos (instead of their renders);
+        returns the PhotoSet, or None when they run on renders."""
         from gsbp_ros.photos import PhotoSet
 
-        wants_rgb = [n for n in self.config.feature_sources if n in ("dinov2", "clip")]
-        if capture.images_dir is None or not wants_rgb:
+        image_sources = [s for n, s in self.sources.items() if n in ("dinov2", "clip")]
+        if not image_sources:
+            return None
+        if capture.images_dir is None:
+            self._log(f"photos: none ({capture.images_note or 'features from renders'})")
             return None
         self._phase(f"matching photos in {capture.images_dir}")
         photos = PhotoSet(capture.images_dir, self.cameras)
@@ -294,8 +297,12 @@ class GsbpEngine:
                 f"images folder {capture.images_dir} has no photo of any of the "
                 f"{len(self.cameras)} views (e.g. none named like {example!r})"
             )
-        self._log(f"photos: {photos.summary()}")
-        return photos if photos.paths else None
+        self._log(f"photos: {photos.summary()} ({capture.images_note})")
+        if not photos.paths:
+            return None
+        for source in image_sources:
+            source.photos = photos
+        return photos
 
     def _warn_if_unseen(self) -> None:
         """Most Gaussians unseen is the signature of cameras in another frame than the splats
@@ -311,7 +318,7 @@ class GsbpEngine:
                 "cameras must be transformed the same way (see gsbp_ros/cameras.py)"
             )
 
-    def _load_sources(self, photos: object | None = None) -> None:
+    def _load_sources(self) -> None:
         from gsbp_ros.features import make_source
 
         cfg = self.config
@@ -328,7 +335,6 @@ class GsbpEngine:
                         "input_size": cfg.feature_input_size,
                         "device": self.device,
                         "allow_downloads": cfg.allow_downloads,
-                        "photos": photos,
                     }
                 elif name == "labels":
                     if not cfg.label_maps_dir or not cfg.label_names:
