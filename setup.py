@@ -19,9 +19,10 @@ setup(
         "pillow",
         "transformers>=4.47",  # Dinov2WithRegisters, CLIP pos-embedding interpolation
         "packaging",
+        "numba>=0.59",  # the compiled CPU raster engine (falls back to torch without it)
     ],
     extras_require={
-        "gpu": ["gsplat>=1.4"],
+        "gpu": ["gsplat>=1.5,<1.6"],  # the series the CUDA tests hold
         "cleanup": ["open3d"],
     },
     entry_points={"console_scripts": ["gsbp = gsbp_ros.cli:main"]},

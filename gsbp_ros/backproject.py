@@ -24,6 +24,7 @@ from torch import Tensor
 from gsbp_ros.camera import Camera
 from gsbp_ros.errors import CameraError, FeatureError
 from gsbp_ros.field import FeatureField
+from gsbp_ros.raster.options import DEFAULT_RASTER_OPTIONS, RasterOptions
 from gsbp_ros.scene import GaussianScene
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,14 @@ MODES = ("expected", "accumulated")
 
 @dataclass
 class Accumulators:
-    """Running Σ w F [N, C] and Σ w [N] per source (the only state that grows with N)."""
+    """Running Σ w F [N, C] and Σ w [N] per source (the only state that grows with N).
+
+    The [N, C] sums are float32 and the engines add each view into them in place: at a
+    million Gaussians and 384 channels one such array is 1.5 GB, so neither a per-view
+    product nor a float64 copy can be afforded. float32 sums of up to a few hundred views
+    stay within ~1e-6 relative of float64 sums (docs/benchmarks.md); the [N] weight sums,
+    cheap, stay float64.
+    """
 
     num_gaussians: int
     device: torch.device
@@ -55,9 +63,11 @@ class Accumulators:
             self.viewer_weight = torch.zeros(
                 self.num_gaussians, dtype=torch.float64, device=self.device
             )
-        w = weight_sum.to(torch.float64)
-        self.viewer_sum += w[:, None] * center.to(self.device, torch.float64)[None]
-        self.viewer_weight += w
+        seen = (weight_sum > 0).nonzero().flatten()  # only the rows this view touched
+        w = weight_sum[seen].to(torch.float64)
+        c = center.to(self.device, torch.float64)
+        self.viewer_sum.index_add_(0, seen, w[:, None] * c[None])
+        self.viewer_weight.index_add_(0, seen, w)
 
     def viewpoints(self) -> Tensor | None:
         """[N, 3] float32 weight-averaged position of the cameras that saw each Gaussian
@@ -69,24 +79,32 @@ class Accumulators:
         out[seen] = self.viewer_sum[seen] / self.viewer_weight[seen, None]
         return out.to(torch.float32)
 
-    def add(self, name: str, weighted: Tensor, weight_sum: Tensor) -> None:
-        """weighted: [N, C] Σ_p w F of one view; weight_sum: [N] Σ_p w of that view."""
+    def sums_for(self, name: str, channels: int) -> Tensor:
+        """The [N, C] float32 accumulator of a source (created at its first map)."""
         if name not in self.sums:
             self.sums[name] = torch.zeros(
-                self.num_gaussians, weighted.shape[1], dtype=torch.float64, device=self.device
+                self.num_gaussians, channels, dtype=torch.float32, device=self.device
             )
             self.weights[name] = torch.zeros(
                 self.num_gaussians, dtype=torch.float64, device=self.device
             )
             self.views[name] = 0
-        elif self.sums[name].shape[1] != weighted.shape[1]:
+        elif self.sums[name].shape[1] != channels:
             raise FeatureError(
                 f"source {name!r}: feature maps differ in channels "
-                f"({self.sums[name].shape[1]} before, {weighted.shape[1]} now)"
+                f"({self.sums[name].shape[1]} before, {channels} now)"
             )
-        self.sums[name] += weighted.to(torch.float64)
-        self.weights[name] += weight_sum.to(torch.float64)
+        return self.sums[name]
+
+    def add_weights(self, name: str, weight_sum: Tensor) -> None:
+        """weight_sum: [N] Σ_p w of one view whose map of ``name`` was back-projected."""
+        self.weights[name] += weight_sum.to(self.device, torch.float64)
         self.views[name] += 1
+
+    def add(self, name: str, weighted: Tensor, weight_sum: Tensor) -> None:
+        """weighted: [N, C] Σ_p w F of one view; weight_sum: [N] Σ_p w of that view."""
+        self.sums_for(name, weighted.shape[1]).add_(weighted.to(torch.float32))
+        self.add_weights(name, weight_sum)
 
     def all_reduce(self, names: Sequence[str]) -> None:
         """Sum the accumulators over a torch.distributed group (same source order on all ranks)."""
@@ -105,7 +123,12 @@ class Accumulators:
 
 
 def finalize(
-    sums: Tensor, weights: Tensor, *, mode: str = "expected", normalize: bool = False
+    sums: Tensor,
+    weights: Tensor,
+    *,
+    mode: str = "expected",
+    normalize: bool = False,
+    in_place: bool = False,
 ) -> Tensor:
     """Turn Σ w F into per-Gaussian features.
 
@@ -115,20 +138,26 @@ def finalize(
         mode: "expected" divides by Σ w where it is positive; "accumulated" does not.
         normalize: L2-normalise each row (rows that are all zero stay zero). With it, both
             modes give the same features (paper, Sec. 3.1).
+        in_place: overwrite a float32 ``sums`` instead of allocating the result (the
+            streaming back-projection's accumulator is as large as the field itself).
     Returns:
         [N, C] float32.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    out = sums
+    out = sums if in_place and sums.dtype == torch.float32 else sums.to(torch.float32).clone()
     if mode == "expected":
-        seen = weights > 0
-        out = torch.zeros_like(sums)
-        out[seen] = sums[seen] / weights[seen, None]
+        w = weights.to(torch.float64)
+        # Unseen rows hold zeros: dividing them by 1 keeps them zero.
+        scale = torch.where(w > 0, 1.0 / w.clamp_min(1e-300), torch.ones_like(w))
+        if sums.dtype == torch.float64 and not in_place:
+            out = (sums * scale[:, None]).to(torch.float32)
+        else:
+            out.mul_(scale.to(torch.float32)[:, None])
     if normalize:
         norm = out.norm(dim=1, keepdim=True)
-        out = torch.where(norm > 0, out / norm.clamp_min(1e-30), out)
-    return out.to(torch.float32)
+        out.div_(torch.where(norm > 0, norm, torch.ones_like(norm)))
+    return out
 
 
 def backproject(
@@ -140,6 +169,8 @@ def backproject(
     normalize: bool = False,
     device: str | torch.device = "cpu",
     engine: str = "auto",
+    options: RasterOptions = DEFAULT_RASTER_OPTIONS,
+    max_pairs: int | None = None,
     render_scale: float = 1.0,
     background: tuple[float, float, float] = (0.0, 0.0, 0.0),
     progress: ProgressFn | None = None,
@@ -157,7 +188,9 @@ def backproject(
         mode: "expected" or "accumulated".
         normalize: L2-normalise the per-Gaussian features.
         device: where the weights and accumulators live.
-        engine: raster engine ("auto", "torch", "gsplat").
+        engine: raster engine ("auto", "numba", "gsplat", "torch").
+        options: raster settings the scene was trained with (planes, eps2d, mode).
+        max_pairs: memory bound of the engine per view (see ``compute_view_weights``).
         render_scale: renders at ``render_scale`` (> 0) times each camera's resolution.
         background: RGB in 0..1 behind the renders given to sources with ``needs_rgb``.
         progress: called as ``progress(views_done, views_total, eta_seconds)``.
@@ -183,7 +216,16 @@ def backproject(
     t0 = time.monotonic()
     for i, cam in enumerate(my_views):
         view = cam.scaled(render_scale) if render_scale != 1.0 else cam
-        for name in _add_view(acc, scene_dev, view, sources, engine=engine, background=bg):
+        for name in _add_view(
+            acc,
+            scene_dev,
+            view,
+            sources,
+            engine=engine,
+            options=options,
+            max_pairs=max_pairs,
+            background=bg,
+        ):
             missing[name].append(cam.name)
         if progress is not None:
             done = i + 1
@@ -209,7 +251,8 @@ def backproject(
     if world_size > 1:
         acc.all_reduce(list(sources))
     features = {
-        n: finalize(acc.sums[n], acc.weights[n], mode=mode, normalize=normalize) for n in sources
+        n: finalize(acc.sums[n], acc.weights[n], mode=mode, normalize=normalize, in_place=True)
+        for n in sources
     }
     weight_out = {n: acc.weights[n].to(torch.float32) for n in sources}
     field_meta: dict[str, dict] = {}
@@ -220,6 +263,7 @@ def backproject(
             "views": str(acc.views[name]),
             "mode": mode,
             "normalize": str(normalize),
+            **options.cache_key(),
         }
     return FeatureField(
         features={n: t.cpu() for n, t in features.items()},
@@ -236,30 +280,39 @@ def _add_view(
     sources: Mapping[str, object],
     *,
     engine: str,
+    options: RasterOptions,
+    max_pairs: int | None,
     background: Tensor,
 ) -> list[str]:
     """Back-project every source's map of one view into ``acc``.
 
-    One set of weights (and one RGB render if any source needs it) serves all sources. A
-    function of its own so that the view's weights are freed before the next view's are
-    computed. Returns the sources that had no map for this view.
+    One set of weights (and one RGB render if any source needs it) serves all sources, and
+    all their maps go to the engine together (one pass over the view's pairs). A function of
+    its own so that the view's weights are freed before the next view's are computed.
+    Returns the sources that had no map for this view.
     """
     from gsbp_ros.raster import compute_view_weights, render_rgb
 
-    weights = compute_view_weights(scene, view.to_device(acc.device), engine=engine)
+    weights = compute_view_weights(
+        scene, view.to_device(acc.device), engine=engine, options=options, max_pairs=max_pairs
+    )
     rgb = None
     if any(getattr(s, "needs_rgb", False) for s in sources.values()):
         rgb = render_rgb(scene, view, weights=weights, background=background)
-    wsum = weights.weight_sum()
-    acc.add_viewer(view.center, wsum)
-    missing = []
+    missing, names, maps = [], [], []
     for name, source in sources.items():
         fmap = source.view_features(view, rgb)
         if fmap is None:
             missing.append(name)
             continue
-        fmap = _check_feature_map(fmap, name, view.name).to(acc.device)
-        acc.add(name, weights.backproject(fmap), wsum)
+        names.append(name)
+        maps.append(_check_feature_map(fmap, name, view.name).to(acc.device))
+    sums = [acc.sums_for(name, fmap.shape[2]) for name, fmap in zip(names, maps)]
+    weights.backproject_into(maps, sums)
+    wsum = weights.weight_sum()
+    acc.add_viewer(view.center, wsum)
+    for name in names:
+        acc.add_weights(name, wsum)
     return missing
 
 

@@ -109,7 +109,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.scale != 1.0:
         cam = cam.scaled(args.scale)
     bg = torch.tensor(_color(args.background))
-    rgb = render_rgb(scene, cam, background=bg)
+    rgb = render_rgb(scene, cam, background=bg, engine=args.engine, options=_raster_options(args))
     save_png((rgb.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8), args.out)
     print(f"rendered {cam.name} ({cam.width}x{cam.height}) -> {args.out}")
     return 0
@@ -184,10 +184,14 @@ def _backproject(args: argparse.Namespace, rank: int, world: int, device_name: s
         logging.warning("feature map %s.npy matches no camera", stem)
     if not have:
         raise GsbpError(f"none of the {len(cams)} views has a feature map in {args.features_dir}")
+    from gsbp_ros.raster import engine_report
+
     device = resolve_device(device_name)
     shard = f" (rank {rank} of {world})" if world > 1 else ""
+    options = _raster_options(args)
     print(
-        f"back-projecting {len(have)} views onto {scene.num_gaussians} Gaussians on {device}{shard}"
+        f"back-projecting {len(have)} views onto {scene.num_gaussians} Gaussians on {device}"
+        f"{shard}; raster engine {engine_report(args.engine, device)}"
     )
     t0 = time.monotonic()
     field = backproject(
@@ -198,6 +202,9 @@ def _backproject(args: argparse.Namespace, rank: int, world: int, device_name: s
         normalize=args.normalize,
         device=device,
         engine=args.engine,
+        options=options,
+        max_pairs=args.max_pairs or None,
+        render_scale=args.render_scale,
         progress=ProgressPrinter(label=f"rank {rank} views" if world > 1 else "views"),
         rank=rank,
         world_size=world,
@@ -237,6 +244,8 @@ def _engine_config(args: argparse.Namespace):
         feature_input_size=args.input_size,
         output_dir=str(Path(args.output_dir).resolve()),
         engine=args.engine,
+        raster=_raster_options(args),
+        max_pairs=args.max_pairs,
         images_dir=args.capture_images,
         allow_downloads=args.allow_downloads,
     )
@@ -353,7 +362,8 @@ def _write_overlay(engine, sel, png: str, view: str, args: argparse.Namespace) -
     if args.text:
         mask, rgb = engine.text_mask_2d(_csv(args.text), _csv(args.negative), args.threshold, cam)
     else:
-        w = compute_view_weights(engine.scene, cam)
+        cfg = engine.config
+        w = compute_view_weights(engine.scene, cam, engine=cfg.engine, options=cfg.raster)
         rgb = render_rgb(engine.scene, cam, weights=w, background=(1.0, 1.0, 1.0)).numpy()
         mask = _selection_pixels(w, sel.indices)
     save_png(overlay_mask(rgb, mask), png)
@@ -382,7 +392,7 @@ def cmd_overlay(args: argparse.Namespace) -> int:
         cam = cam.scaled(args.scale)
     doc = json.loads(Path(args.indices).read_text())
     keys = _csv(args.key) or list(doc)
-    w = compute_view_weights(scene, cam)
+    w = compute_view_weights(scene, cam, engine=args.engine, options=_raster_options(args))
     rgb = render_rgb(scene, cam, weights=w, background=(1.0, 1.0, 1.0)).numpy()
     # Wash out everything that is not selected so the selections stand out.
     out = ((0.45 * rgb + 0.55) * 255 + 0.5).astype(np.uint8)
@@ -445,6 +455,45 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 # -- parser ----------------------------------------------------------------------------------
+def _add_raster_args(p: argparse.ArgumentParser) -> None:
+    """How the scene is rasterized: the engine and the settings the scene was trained with."""
+    from gsbp_ros.raster import ENGINES, RASTERIZE_MODES, RasterOptions
+
+    d = RasterOptions()
+    p.add_argument(
+        "--engine",
+        default="auto",
+        choices=ENGINES,
+        help="raster engine (auto: gsplat on CUDA, numba on the CPU, torch where neither runs)",
+    )
+    p.add_argument(
+        "--rasterize-mode",
+        default=d.rasterize_mode,
+        choices=RASTERIZE_MODES,
+        help="antialiased for scenes trained with gsplat's antialiased mode / Mip-Splatting",
+    )
+    p.add_argument("--eps2d", type=float, default=d.eps2d, help="2D low-pass of the splats")
+    p.add_argument("--near-plane", type=float, default=d.near_plane)
+    p.add_argument("--far-plane", type=float, default=d.far_plane)
+    p.add_argument(
+        "--max-pairs",
+        type=int,
+        default=0,
+        help="memory bound: (Gaussian, pixel) pairs held at once per view (0 = engine default)",
+    )
+
+
+def _raster_options(args: argparse.Namespace):
+    from gsbp_ros.raster import RasterOptions
+
+    return RasterOptions(
+        near_plane=args.near_plane,
+        far_plane=args.far_plane,
+        eps2d=args.eps2d,
+        rasterize_mode=args.rasterize_mode,
+    )
+
+
 SCENE_HELP = (
     "scene file (.ply, .splat, gsplat checkpoint) or training output folder (Inria "
     "point_cloud/iteration_N, splatfacto export with dataparser_transforms.json)"
@@ -483,7 +532,7 @@ def _add_engine_args(p: argparse.ArgumentParser, *, images_flag: str = "--images
     p.add_argument("--label-names", default="", help="comma list (default: names.json nearby)")
     p.add_argument("--cache-dir", default="", help="feature-field cache folder ('' = none)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--engine", default="auto", choices=["auto", "torch", "gsplat"])
+    _add_raster_args(p)
     p.add_argument("--mode", default="expected", choices=["expected", "accumulated"])
     p.add_argument("--max-views", type=int, default=0)
     p.add_argument("--render-scale", type=float, default=1.0)
@@ -521,6 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--background", default="1,1,1")
     p.add_argument("--out", required=True)
+    _add_raster_args(p)
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("backproject", help="back-project precomputed .npy feature maps")
@@ -531,7 +581,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", default="expected", choices=["expected", "accumulated"])
     p.add_argument("--normalize", action="store_true", help="L2-normalise per Gaussian")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--engine", default="auto", choices=["auto", "torch", "gsplat"])
+    p.add_argument(
+        "--render-scale", type=float, default=1.0, help="views at this fraction of their size"
+    )
+    _add_raster_args(p)
     p.set_defaults(func=cmd_backproject)
 
     p = sub.add_parser("features", help="build a feature field from feature models/label maps")
@@ -574,12 +627,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--view", default="0")
     p.add_argument("--scale", type=float, default=1.0, help="render at this times the size")
     p.add_argument("--out", required=True)
+    _add_raster_args(p)
     p.set_defaults(func=cmd_overlay)
 
-    p = sub.add_parser("bench", help="measure per-view speed; write a markdown table")
-    p.add_argument("--out", default="")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--quick", action="store_true")
+    p = sub.add_parser("bench", help="our engines vs the paper's method; a markdown table")
+    from gsbp_ros.bench import add_arguments as add_bench_arguments
+
+    add_bench_arguments(p)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("eval", help="IoU of segmentation/transfer on the demo scene")

@@ -20,6 +20,7 @@ import torch
 from gsbp_ros.camera import Camera
 from gsbp_ros.errors import FeatureError, GsbpError, QueryError
 from gsbp_ros.field import FeatureField
+from gsbp_ros.raster.options import RasterOptions
 from gsbp_ros.results import Labelling, Selection
 from gsbp_ros.scene import SH_C0, GaussianScene
 
@@ -62,6 +63,12 @@ class EngineConfig:
     canonical_negatives: bool = True
     default_k: int = 5
     engine: str = "auto"
+    # How the scene was trained to be rasterized (planes, eps2d, classic/antialiased): every
+    # weight computation uses it and it is part of the feature-field cache key.
+    raster: RasterOptions = field(default_factory=RasterOptions)
+    # Memory bound of the raster engine per view: (Gaussian, pixel) pairs held at once
+    # (0 = the engine's default, ~200 MB).
+    max_pairs: int = 0
     # Real photos as the input of DINOv2/CLIP: "" = found next to the cameras, "none" = renders.
     images_dir: str = ""
     # Let hub model ids download when not in the local cache (off: fail fast offline).
@@ -215,9 +222,12 @@ class GsbpEngine:
         self.cameras = select_views(cams, cfg.max_views)
         for line in capture.describe(photos=False):
             self._log(line)
+        from gsbp_ros.raster import engine_report
+
         self._log(
             f"scene: {self.scene.num_gaussians} Gaussians; {len(self.cameras)} views; "
-            f"device {self.device}"
+            f"device {self.device}; raster engine "
+            f"{engine_report(cfg.engine, self.device)}"
         )
         self._load_sources()
         photos = self._attach_photos(capture)
@@ -241,6 +251,7 @@ class GsbpEngine:
             "mode": cfg.mode,
             "render_scale": cfg.render_scale,
             "feature_input_size": cfg.feature_input_size,
+            **cfg.raster.cache_key(),
         }
         key = cache_key(
             scene_path=capture.scene_file,
@@ -257,6 +268,8 @@ class GsbpEngine:
                 mode=cfg.mode,
                 device=self.device,
                 engine=cfg.engine,
+                options=cfg.raster,
+                max_pairs=cfg.max_pairs or None,
                 render_scale=cfg.render_scale,
                 progress=progress,
             )
@@ -486,7 +499,9 @@ class GsbpEngine:
             source, pos_q, neg_q, _ = self._text_queries(positive, negative)
             scene = self._scene_dev
             cam = camera.to_device(self.device)
-            w = compute_view_weights(scene, cam, engine=self.config.engine)
+            w = compute_view_weights(
+                scene, cam, engine=self.config.engine, options=self.config.raster
+            )
             feats = self._features[source]
             rendered = w.render(feats)
             mask = mask_2d(rendered, pos_q.to(feats), neg_q.to(feats), threshold, w.alpha())
@@ -558,7 +573,9 @@ class GsbpEngine:
         with self._lock:
             scene = self._scene_dev
             cam = camera.to_device(self.device)
-            w = compute_view_weights(scene, cam, engine=self.config.engine)
+            w = compute_view_weights(
+                scene, cam, engine=self.config.engine, options=self.config.raster
+            )
             R, t = cam.world_to_cam[:3, :3], cam.world_to_cam[:3, 3]
             z = (scene.means @ R.T + t)[:, 2:3]
             alpha = w.alpha()
@@ -630,7 +647,12 @@ class GsbpEngine:
         total = torch.zeros(n, dtype=torch.float64, device=self.device)
         scene = self._scene_dev
         for mask, cam in zip(masks, cameras):
-            w = compute_view_weights(scene, cam.to_device(self.device), engine=self.config.engine)
+            w = compute_view_weights(
+                scene,
+                cam.to_device(self.device),
+                engine=self.config.engine,
+                options=self.config.raster,
+            )
             m = torch.from_numpy(mask.astype(np.int64)).to(self.device)
             onehot = torch.nn.functional.one_hot(m, num_labels + 1)[..., 1:].to(torch.float32)
             votes += w.backproject(onehot).to(torch.float64)

@@ -371,3 +371,32 @@ def test_backproject_under_torchrun_equals_one_process(colmap_scene):
     raw = load_file(str(out))
     torch.testing.assert_close(raw["features"], want.features["default"], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(raw["weight"], want.weights["default"], atol=1e-5, rtol=1e-5)
+
+
+def test_backproject_cli_carries_raster_options_and_render_scale(colmap_scene, capsys):
+    """--rasterize-mode/--eps2d/--near-plane/--far-plane/--render-scale reach the engine: the
+    field equals the library's with the same options, and differs from the defaults."""
+    from gsbp_ros.raster import RasterOptions
+
+    root, scene, cams, maps = colmap_scene
+    out = root / "aa.safetensors"
+    flags = ["--rasterize-mode", "antialiased", "--eps2d", "0.1", "--near-plane", "0.5"]
+    flags += ["--far-plane", "4.5", "--render-scale", "0.5", "--engine", "numba"]
+    assert main([*_args(root, out), "--device", "cpu", *flags]) == 0
+    assert "raster engine numba" in capsys.readouterr().out
+    options = RasterOptions(rasterize_mode="antialiased", eps2d=0.1, near_plane=0.5, far_plane=4.5)
+    want = backproject(
+        scene, cams, {"default": MapSource(maps)}, engine="torch", options=options, render_scale=0.5
+    )
+    default = backproject(scene, cams, {"default": MapSource(maps)}, engine="torch")
+    raw = load_file(str(out))
+    torch.testing.assert_close(raw["weight"], want.weights["default"], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(raw["features"], want.features["default"], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(raw["weight"], default.weights["default"], atol=1e-3)
+    # bad values: one line, exit 2, nothing written
+    bad = root / "bad.safetensors"
+    assert main([*_args(root, bad), "--eps2d", "-1"]) == 2
+    assert main([*_args(root, bad), "--near-plane", "5", "--far-plane", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "eps2d must be >= 0" in err and "far_plane (1.0) must be greater" in err
+    assert not bad.exists()

@@ -133,7 +133,30 @@ PARAMS: tuple[Param, ...] = (
         "integer",
         "Input size in pixels of the feature models (DINOv2 / CLIP).",
     ),
-    Param("raster_engine", "auto", "string", "Rasteriser for view weights: auto, torch, gsplat."),
+    Param(
+        "raster_engine",
+        "auto",
+        "string",
+        "Rasteriser for view weights: auto (gsplat on CUDA, numba on the CPU), numba, "
+        "gsplat or torch (plain PyTorch, any device).",
+    ),
+    Param(
+        "rasterize_mode",
+        "classic",
+        "string",
+        "classic, or antialiased for scenes trained with gsplat's antialiased mode "
+        "(opacity compensation).",
+    ),
+    Param("eps2d", 0.3, "double", "2D low-pass added to each projected covariance (gsplat)."),
+    Param("near_plane", 0.01, "double", "Gaussians nearer than this to a camera are culled."),
+    Param("far_plane", 1e10, "double", "Gaussians farther than this from a camera are culled."),
+    Param(
+        "max_pairs",
+        0,
+        "integer",
+        "Memory bound of the raster engine: (Gaussian, pixel) pairs held at once per view; "
+        "0 = the engine's default (~16M pairs, ~200 MB).",
+    ),
     Param(
         "canonical_negatives",
         True,
@@ -255,6 +278,7 @@ def read_parameters(node) -> dict[str, Any]:
 def engine_config(values: dict[str, Any]):
     """:class:`gsbp_ros.engine.EngineConfig` from the parameter values."""
     from gsbp_ros.engine import EngineConfig
+    from gsbp_ros.raster.options import RasterOptions
 
     return EngineConfig(
         scene_path=values["scene_path"],
@@ -277,6 +301,13 @@ def engine_config(values: dict[str, Any]):
         canonical_negatives=bool(values["canonical_negatives"]),
         default_k=int(values["default_k"]),
         engine=values["raster_engine"],
+        raster=RasterOptions(
+            near_plane=float(values["near_plane"]),
+            far_plane=float(values["far_plane"]),
+            eps2d=float(values["eps2d"]),
+            rasterize_mode=values["rasterize_mode"],
+        ),
+        max_pairs=int(values["max_pairs"]),
         images_dir=values["images_dir"],
         allow_downloads=bool(values["allow_downloads"]),
     )
@@ -285,6 +316,15 @@ def engine_config(values: dict[str, Any]):
 # Checks that need no engine: name -> (is the value valid?, what a valid value is).
 _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "mode": (lambda v: v in ("expected", "accumulated"), "must be expected or accumulated"),
+    "raster_engine": (
+        lambda v: v in ("auto", "numba", "gsplat", "torch"),
+        "must be auto, numba, gsplat or torch",
+    ),
+    "rasterize_mode": (lambda v: v in ("classic", "antialiased"), "must be classic or antialiased"),
+    "eps2d": (lambda v: 0.0 <= v < float("inf"), "must be >= 0"),
+    "near_plane": (lambda v: 0.0 <= v < float("inf"), "must be >= 0"),
+    "far_plane": (lambda v: 0.0 < v < float("inf"), "must be positive and finite"),
+    "max_pairs": (lambda v: v >= 0, "must be >= 0 (0 = the engine's default)"),
     "cameras_transform": (lambda v: len(v) in (0, 16), "must be empty or 16 numbers (a 4x4)"),
     "render_scale": (lambda v: v > 0, "must be positive"),
     "frame_id": (lambda v: bool(v), "must not be empty"),

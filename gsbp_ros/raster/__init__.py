@@ -1,15 +1,19 @@
 """Per-view compositing weights ``w_k(p) = alpha_k(p) T_k(p)`` of a Gaussian splat scene.
 
-Two engines return the same :class:`ViewWeights` interface:
+Three engines return the same :class:`ViewWeights` interface, with the same exact weights
+(gsplat's classic or antialiased rules; tested against the brute-force reference):
 
-- ``"torch"``: explicit sparse weights in pure PyTorch (CPU or CUDA), see
-  :mod:`gsbp_ros.raster.torch_engine`;
-- ``"gsplat"``: gsplat's CUDA rasterizer, back-projection as the gradient of
-  ``(render(X) * F).sum()`` w.r.t. ``X`` (the paper's trick), see
-  :mod:`gsbp_ros.raster.gsplat_engine`.
+- ``"numba"``: compiled CPU loops over row bands, bounded memory, accumulation in place
+  (:mod:`gsbp_ros.raster.numba_engine`); the CPU default;
+- ``"gsplat"``: gsplat's CUDA kernels list the pairs, sparse products on the GPU
+  (:mod:`gsbp_ros.raster.gsplat_engine`); the CUDA default;
+- ``"torch"``: plain PyTorch on any device, the readable reference twin of the others
+  (:mod:`gsbp_ros.raster.torch_engine`), and the fallback where neither loads.
 
-``"auto"`` picks gsplat when the scene lives on a CUDA device and gsplat's kernels load,
-else torch.
+``"auto"`` picks gsplat for a scene on a CUDA device (torch when gsplat's kernels do not
+load) and numba on the CPU (torch when numba does not import), warning once about a fallback.
+The paper's own method (autograd through a rasterizer) lives in
+:mod:`gsbp_ros.raster.paper_baseline`, for ``gsbp bench`` only.
 """
 
 from __future__ import annotations
@@ -17,33 +21,50 @@ from __future__ import annotations
 import functools
 import logging
 
+import torch
+
 from gsbp_ros.camera import Camera
 from gsbp_ros.raster.gsplat_engine import (
     EngineUnavailableError,
-    GsplatViewWeights,
+    compute_gsplat_weights,
     gsplat_available,
+    gsplat_status,
+)
+from gsbp_ros.raster.numba_engine import (
+    DEFAULT_PAIR_BUDGET,
+    NumbaViewWeights,
+    compute_numba_weights,
+    numba_available,
+    numba_status,
+)
+from gsbp_ros.raster.options import (
+    DEFAULT_RASTER_OPTIONS,
+    RASTERIZE_MODES,
+    RasterOptions,
+    RasterOptionsError,
 )
 from gsbp_ros.raster.projection import Projected, project_gaussians
 from gsbp_ros.raster.render import render_rgb
 from gsbp_ros.raster.sh import eval_sh, sh_colors
-from gsbp_ros.raster.torch_engine import (
-    DEFAULT_MAX_PAIRS,
-    SparseViewWeights,
-    ViewWeights,
-    compute_sparse_weights,
-)
+from gsbp_ros.raster.torch_engine import DEFAULT_MAX_PAIRS, compute_sparse_weights
+from gsbp_ros.raster.weights import SparseViewWeights, ViewWeights
 from gsbp_ros.scene import GaussianScene
 
-ENGINES = ("auto", "torch", "gsplat")
+ENGINES = ("auto", "torch", "numba", "gsplat")
 
 __all__ = [
+    "DEFAULT_RASTER_OPTIONS",
     "ENGINES",
+    "RASTERIZE_MODES",
     "EngineUnavailableError",
-    "GsplatViewWeights",
+    "NumbaViewWeights",
     "Projected",
+    "RasterOptions",
+    "RasterOptionsError",
     "SparseViewWeights",
     "ViewWeights",
     "compute_view_weights",
+    "engine_report",
     "eval_sh",
     "project_gaussians",
     "render_rgb",
@@ -54,23 +75,61 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 
-def resolve_engine(engine: str, scene: GaussianScene) -> str:
-    """The concrete engine ("torch" or "gsplat") that ``engine`` means for this scene."""
+def resolve_engine(engine: str, scene: GaussianScene | torch.device) -> str:
+    """The concrete engine ("torch", "numba" or "gsplat") that ``engine`` means for a scene
+    (or a device).
+
+    An explicitly requested engine that cannot run raises :class:`EngineUnavailableError`;
+    ``"auto"`` falls back to torch with one warning naming what is missing.
+    """
     if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        raise EngineUnavailableError(
+            f"raster engine must be one of {', '.join(ENGINES)}, got {engine!r}"
+        )
+    device = scene if isinstance(scene, torch.device) else scene.device
+    cuda = device.type == "cuda"
+    if engine == "numba":
+        if cuda:
+            raise EngineUnavailableError(
+                "the numba engine runs on the CPU; the scene is on CUDA (use 'gsplat' or 'torch')"
+            )
+        if not numba_available():
+            raise EngineUnavailableError(f"the numba engine cannot run: {numba_status()}")
     if engine != "auto":
         return engine
-    if scene.device.type == "cuda":
+    if cuda:
         if gsplat_available():
             return "gsplat"
-        _warn_no_gsplat()
+        _warn_fallback("gsplat", gsplat_status())
+        return "torch"
+    if numba_available():
+        return "numba"
+    _warn_fallback("numba", numba_status())
     return "torch"
 
 
 @functools.cache
-def _warn_no_gsplat() -> None:
-    """Once per process: ``resolve_engine`` runs for every view."""
-    _log.warning("scene is on CUDA but gsplat's kernels do not load: using the torch engine")
+def _warn_fallback(engine: str, reason: str) -> None:
+    """Once per process and reason: ``resolve_engine`` runs for every view."""
+    _log.warning("raster engine %r is unavailable (%s): using the torch engine", engine, reason)
+
+
+def engine_report(engine: str, device: torch.device | str) -> str:
+    """One line for logs: which engine runs on ``device`` and why."""
+    from gsbp_ros.raster.numba_engine import engine_threads
+
+    device = torch.device(device)
+    chosen = resolve_engine(engine, device)
+    if chosen == "numba":
+        return f"numba (compiled CPU engine, {engine_threads()} threads)"
+    if chosen == "gsplat":
+        return f"gsplat (CUDA kernels on {device})"
+    why = ""
+    if engine == "auto":
+        missing = "gsplat" if device.type == "cuda" else "numba"
+        reason = gsplat_status() if device.type == "cuda" else numba_status()
+        why = f"; {missing} unavailable: {reason}"
+    return f"torch (plain PyTorch on {device}{why})"
 
 
 def compute_view_weights(
@@ -78,40 +137,37 @@ def compute_view_weights(
     camera: Camera,
     *,
     engine: str = "auto",
-    near_plane: float = 0.01,
-    far_plane: float = 1e10,
-    eps2d: float = 0.3,
-    rasterize_mode: str = "classic",
+    options: RasterOptions = DEFAULT_RASTER_OPTIONS,
+    max_pairs: int | None = None,
     chunk_size: int | None = None,
-    max_pairs: int = DEFAULT_MAX_PAIRS,
-    channel_chunk: int = 32,
 ) -> ViewWeights:
     """The compositing weights of one view.
 
     Args:
         scene: the splats; the engine runs on their device.
         camera: the view (moved to the scene's device).
-        engine: "auto", "torch" or "gsplat".
-        near_plane: cull Gaussians with camera-space depth below this.
-        far_plane: cull Gaussians with depth above this.
-        eps2d: low-pass term added to each projected covariance's diagonal.
-        rasterize_mode: "classic", or "antialiased" for checkpoints trained with the
-            opacity compensation.
-        chunk_size: torch engine: Gaussians per chunk (None: bounded by ``max_pairs`` only).
-        max_pairs: torch engine: candidate (gaussian, pixel) pairs per chunk (memory bound).
-        channel_chunk: gsplat engine: feature channels per rasterization pass.
+        engine: "auto", "numba", "gsplat" or "torch".
+        options: raster settings (near/far planes, eps2d, classic or antialiased).
+        max_pairs: memory bound: candidate (Gaussian, pixel) pairs held at once (numba:
+            per group of row bands, default 16M; torch: per depth chunk, default 2M).
+        chunk_size: torch engine only: at most this many Gaussians per depth chunk.
 
     Returns:
-        a :class:`ViewWeights` (``SparseViewWeights`` or ``GsplatViewWeights``).
+        a :class:`ViewWeights`.
     """
-    options = {
-        "near_plane": near_plane,
-        "far_plane": far_plane,
-        "eps2d": eps2d,
-        "rasterize_mode": rasterize_mode,
-    }
-    if resolve_engine(engine, scene) == "gsplat":
-        return GsplatViewWeights(scene, camera, channel_chunk=channel_chunk, **options)
+    if max_pairs is not None and max_pairs < 1:
+        raise ValueError(f"max_pairs must be >= 1, got {max_pairs}")
+    chosen = resolve_engine(engine, scene)
+    if chosen == "gsplat":
+        return compute_gsplat_weights(scene, camera.to_device(scene.device), options=options)
+    if chosen == "numba":
+        return compute_numba_weights(
+            scene, camera, options=options, pair_budget=max_pairs or DEFAULT_PAIR_BUDGET
+        )
     return compute_sparse_weights(
-        scene, camera, chunk_size=chunk_size, max_pairs=max_pairs, **options
+        scene,
+        camera.to_device(scene.device),
+        options=options,
+        chunk_size=chunk_size,
+        max_pairs=max_pairs or DEFAULT_MAX_PAIRS,
     )

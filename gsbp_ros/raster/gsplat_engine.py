@@ -1,39 +1,49 @@
-"""gsplat CUDA engine: the weights stay implicit inside gsplat's rasterizer.
+"""The CUDA engine: gsplat's own kernels list the pairs, the weights stay explicit and sparse.
 
-This is the paper's reference trick: the rendered image is linear in the per-Gaussian
-colours, ``render(X)(p) = sum_k w_k(p) X_k``, so
+Built on gsplat's building blocks, once per view and for all channels together:
 
-    d/dX (render(X) * G).sum() = sum_p w_k(p) G(p) = W^T G
+1. ``fully_fused_projection`` (opacity-aware radii, ``calc_compensations`` in antialiased
+   mode), ``isect_tiles`` and ``isect_offset_encode``: gsplat's tile binning, depth sorted;
+2. ``rasterize_to_indices_in_range``: gsplat's forward compositing loop, which returns the
+   (Gaussian, pixel) pairs that contribute, pixel by pixel and front to back within a pixel,
+   with gsplat's alpha threshold and exclusive ``T <= 1e-4`` stop;
+3. :func:`pixel_major_weights`: each pair's ``alpha * T`` (the same float32 alpha
+   expression; T from the pixel's earlier pairs), giving a :class:`SparseViewWeights` whose
+   back-projection folds the bilinear upsampling into ``W^T`` (cuSPARSE products, no
+   [H, W, C] tensor, one pass for all channels).
 
-back-projects a feature map ``G`` (already resized to H x W) with one forward and one
-backward pass. Channels go through in chunks (``channel_chunk``, default 32: one of gsplat's
-compiled channel counts, so nothing gets padded) to bound the [H, W, chunk] tensors.
+The whole depth range is rasterized in one call per row band: splitting it into depth
+batches would lose the per-pixel stop flag between calls (the kernel only sees T, so a pixel
+that stopped at ``T * (1 - alpha) <= 1e-4`` would take further, fainter Gaussians in the
+next batch). Memory stays bounded by splitting a large view into row bands instead: pixels
+outside the band get ``T = 0``, which stops them at their first Gaussian.
 
-Agreement with the torch engine: gsplat 1.5.3 projects with an opacity-aware radius
-``ceil(min(3.33, sqrt(2 ln(255 o))) sqrt(S_xx))`` and evaluates every pixel of every 16x16
-tile that box touches. Every pixel with alpha >= 1/255 lies inside that box (the torch
-engine uses the same ellipse), so both list the same pixels; older gsplat versions used a
-3-sigma radius and could miss pixels of opaque Gaussians beyond 3 sigma. What remains is
-float rounding: the kernels are built with ``-use_fast_math`` (``__expf``), keep T in
-float32 and recover T in the backward pass by division. Expect weights, renders and
-back-projections equal to ~1e-5 absolute for unit-scale values, except for the rare pixel
-where alpha sits within an ulp of 1/255 or T within an ulp of 1e-4, where one engine keeps
-a term the other drops (a difference up to ~alpha * T of that term).
+Agreement with the other engines: the pair list is gsplat's (its kernels use ``__expf``), so
+a pair whose alpha sits within an ulp of 1/255 or whose T sits within an ulp of 1e-4 may be
+kept here and dropped by the CPU engines or the reverse; everything else equals them to
+float32 rounding.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from gsbp_ros.camera import Camera
 from gsbp_ros.errors import GsbpError
-from gsbp_ros.raster.projection import RASTERIZE_MODES
-from gsbp_ros.raster.torch_engine import ViewWeights
+from gsbp_ros.raster.options import DEFAULT_RASTER_OPTIONS, RasterOptions
+from gsbp_ros.raster.projection import MAX_ALPHA
+from gsbp_ros.raster.weights import SparseViewWeights
 from gsbp_ros.scene import GaussianScene
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BAND_PIXELS = 1 << 22
+"""Pixels rasterized per call (4 Mpx: one call for views up to 2048x2048)."""
 
 
 class EngineUnavailableError(GsbpError):
@@ -41,154 +51,180 @@ class EngineUnavailableError(GsbpError):
 
 
 @functools.cache
-def gsplat_available() -> bool:
-    """True when a CUDA device is present and gsplat's CUDA kernels load.
+def gsplat_status() -> str:
+    """'' when a CUDA device is present and gsplat's CUDA kernels load, else why not.
 
     The first call may JIT-compile gsplat's extension (minutes) when no prebuilt one exists.
-    Cached: it is asked once per view, and a failed compile raises out of the import, which
-    Python does not cache, so every call would start the compile again.
+    Cached: a failed compile raises out of the import, which Python does not cache, so every
+    call would start the compile again. The reason of a failed build is logged once.
     """
     if not torch.cuda.is_available():
-        return False
+        return "no CUDA device"
     try:
         import gsplat  # noqa: F401
         from gsplat.cuda._backend import _C
-    except Exception:
-        return False
-    return _C is not None
+    except Exception as exc:
+        reason = f"gsplat's CUDA kernels failed to load: {type(exc).__name__}: {exc}"
+        log.warning("%s (see gsplat's build log above; engine 'torch' still runs)", reason)
+        return reason
+    if _C is None:
+        reason = "gsplat's CUDA extension is not built (gsplat.cuda._backend._C is None)"
+        log.warning(reason)
+        return reason
+    return ""
 
 
-class GsplatViewWeights(ViewWeights):
-    """One view rendered by ``gsplat.rasterization`` (``packed=False``); CUDA only.
+def gsplat_available() -> bool:
+    """True when a CUDA device is present and gsplat's CUDA kernels load."""
+    return not gsplat_status()
 
-    Every call rasterizes again (projection included): nothing per-view is cached except
-    ``alpha`` and ``weight_sum``. Results are float32 (gsplat's kernels are).
+
+def pixel_major_weights(
+    gaussian_ids: Tensor,
+    pixel_ids: Tensor,
+    *,
+    means2d: Tensor,
+    conics: Tensor,
+    opacities: Tensor,
+    width: int,
+    start_transmittance: Tensor | None = None,
+) -> Tensor:
+    """``alpha * T`` of pairs listed pixel by pixel, front to back within a pixel.
+
+    Args:
+        gaussian_ids: [P] int Gaussian of each pair.
+        pixel_ids: [P] int pixel ``y * width + x``, non-decreasing.
+        means2d: [N, 2] projected centres. conics: [N, 3]. opacities: [N] (effective).
+        width: image width.
+        start_transmittance: [H*W] T of each pixel before its first listed pair (1 if None).
+
+    Returns:
+        [P] float32 weights. Alpha is gsplat's float32 expression; T is the product of
+        ``1 - alpha`` over the pixel's earlier pairs (float64 log-sum, as the torch engine).
     """
+    g = gaussian_ids.to(torch.int64)
+    pix = pixel_ids.to(torch.int64)
+    x = (pix % width).to(torch.float32)
+    y = torch.div(pix, width, rounding_mode="floor").to(torch.float32)
+    dx = means2d[g, 0] - (x + 0.5)
+    dy = means2d[g, 1] - (y + 0.5)
+    c = conics[g]
+    sigma = 0.5 * (c[:, 0] * dx * dx + c[:, 2] * dy * dy) + c[:, 1] * dx * dy
+    alpha = torch.clamp_max(opacities[g] * torch.exp(-sigma), MAX_ALPHA).double()
+    log_t = torch.log1p(-alpha)
+    before = torch.cumsum(log_t, 0) - log_t  # inclusive sum minus own term
+    seg_start = torch.ones_like(pix, dtype=torch.bool)
+    seg_start[1:] = pix[1:] != pix[:-1]
+    idx = torch.arange(pix.numel(), device=pix.device)
+    first = torch.cummax(torch.where(seg_start, idx, torch.zeros_like(idx)), 0).values
+    t_before = torch.exp(before - before[first])
+    if start_transmittance is not None:
+        t_before = t_before * start_transmittance[pix].double()
+    return (alpha * t_before).to(torch.float32)
 
-    def __init__(
-        self,
-        scene: GaussianScene,
-        camera: Camera,
-        *,
-        near_plane: float = 0.01,
-        far_plane: float = 1e10,
-        eps2d: float = 0.3,
-        rasterize_mode: str = "classic",
-        channel_chunk: int = 32,
-        tile_size: int = 16,
-    ) -> None:
-        if rasterize_mode not in RASTERIZE_MODES:
-            raise ValueError(
-                f"rasterize_mode must be one of {RASTERIZE_MODES}, got {rasterize_mode!r}"
-            )
-        if channel_chunk < 1:
-            raise ValueError(f"channel_chunk must be >= 1, got {channel_chunk}")
-        if scene.device.type != "cuda":
-            raise EngineUnavailableError(
-                f"the gsplat engine needs the scene on a CUDA device, it is on {scene.device}; "
-                "move it with scene.to('cuda') or use engine='torch'"
-            )
-        if not gsplat_available():
-            raise EngineUnavailableError(
-                "the gsplat engine needs gsplat with working CUDA kernels; use engine='torch'"
-            )
-        from gsplat import rasterization
 
-        self._rasterization = rasterization
-        device = scene.device
-        # gsplat's kernels are float32; the scene's autograd graph is not ours to extend.
-        self._means = scene.means.detach().float().contiguous()
-        self._quats = scene.quats.detach().float().contiguous()
-        self._scales = torch.exp(scene.log_scales.detach().float()).contiguous()
-        self._opacities = torch.sigmoid(scene.logit_opacities.detach().float()).contiguous()
-        self._viewmat = camera.world_to_cam.to(device=device, dtype=torch.float32)[None]
-        self._K = camera.K.to(device=device, dtype=torch.float32)[None]
-        self._options = {
-            "near_plane": near_plane,
-            "far_plane": far_plane,
-            "eps2d": eps2d,
-            "rasterize_mode": rasterize_mode,
-            "tile_size": tile_size,
-            "packed": False,
-        }
-        self.channel_chunk = int(channel_chunk)
-        self.width = int(camera.width)
-        self.height = int(camera.height)
-        self.num_gaussians = scene.num_gaussians
-        self.device = device
-        self._alpha: Tensor | None = None
-        self._weight_sum: Tensor | None = None
+@torch.no_grad()
+def compute_gsplat_weights(
+    scene: GaussianScene,
+    camera: Camera,
+    *,
+    options: RasterOptions = DEFAULT_RASTER_OPTIONS,
+    tile_size: int = 16,
+    band_pixels: int = DEFAULT_BAND_PIXELS,
+) -> SparseViewWeights:
+    """The compositing weights of one view from gsplat's CUDA kernels (see module docstring).
 
-    def rasterize(self, colors: Tensor) -> tuple[Tensor, Tensor]:
-        """gsplat's render of per-Gaussian values, no background.
+    Args:
+        scene: the splats, on a CUDA device.
+        camera: the view.
+        options: raster settings (gsplat's own arguments of the same names).
+        tile_size: gsplat's tile size.
+        band_pixels: at most this many pixels per rasterization call (memory bound).
 
-        Args:
-            colors: [N, C] float32 on the scene's device (may require grad).
-
-        Returns:
-            ``(render [H, W, C], alpha [H, W, 1])``; gsplat's alpha is ``1 - T_final``.
-        """
-        render, alpha, _ = self._rasterization(
-            self._means,
-            self._quats,
-            self._scales,
-            self._opacities,
-            colors,
-            self._viewmat,
-            self._K,
-            self.width,
-            self.height,
-            channel_chunk=self.channel_chunk,
-            **self._options,
+    Returns:
+        :class:`SparseViewWeights` on the scene's device.
+    """
+    if scene.device.type != "cuda":
+        raise EngineUnavailableError(
+            f"the gsplat engine needs the scene on a CUDA device, it is on {scene.device}; "
+            "move it with scene.to('cuda') or use engine='torch'"
         )
-        return render[0], alpha[0]
+    if not gsplat_available():
+        raise EngineUnavailableError(f"the gsplat engine cannot run: {gsplat_status()}")
+    from gsplat import (
+        fully_fused_projection,
+        isect_offset_encode,
+        isect_tiles,
+        rasterize_to_indices_in_range,
+    )
 
-    def render(self, values: Tensor) -> Tensor:
-        self._check_values(values)
-        values = values.to(device=self.device, dtype=torch.float32).contiguous()
-        with torch.no_grad():
-            # rasterization() itself walks the channels in chunks of channel_chunk.
-            return self.rasterize(values)[0]
-
-    def backproject(self, features: Tensor) -> Tensor:
-        self._check_features(features)
-        c = features.shape[-1]
-        features = features.to(device=self.device, dtype=torch.float32)
-        same_size = tuple(features.shape[:2]) == (self.height, self.width)
-        out = torch.empty(self.num_gaussians, c, device=self.device, dtype=torch.float32)
-        for lo in range(0, c, self.channel_chunk):
-            chunk = features[..., lo : lo + self.channel_chunk]
-            if not same_size:
-                chunk = F.interpolate(
-                    chunk.permute(2, 0, 1)[None],
-                    size=(self.height, self.width),
-                    mode="bilinear",
-                    align_corners=False,
-                )[0].permute(1, 2, 0)
-            # The gradient does not depend on X (the render is linear in it): zeros will do.
-            x = torch.zeros(
-                self.num_gaussians,
-                chunk.shape[-1],
-                device=self.device,
-                dtype=torch.float32,
-                requires_grad=True,
-            )
-            with torch.enable_grad():
-                render = self.rasterize(x)[0]
-                (grad,) = torch.autograd.grad((render * chunk).sum(), x)
-            out[:, lo : lo + chunk.shape[-1]] = grad
-        return out
-
-    def weight_sum(self) -> Tensor:
-        if self._weight_sum is None:
-            ones = torch.ones(self.height, self.width, 1, device=self.device, dtype=torch.float32)
-            self._weight_sum = self.backproject(ones)[:, 0]
-        return self._weight_sum
-
-    def alpha(self) -> Tensor:
-        """[H, W] gsplat's ``1 - T_final``: equals ``sum_k w_k(p)`` up to float rounding."""
-        if self._alpha is None:
-            with torch.no_grad():
-                zeros = torch.zeros(self.num_gaussians, 1, device=self.device, dtype=torch.float32)
-                self._alpha = self.rasterize(zeros)[1][..., 0]
-        return self._alpha
+    device = scene.device
+    width, height = int(camera.width), int(camera.height)
+    means = scene.means.detach().float().contiguous()
+    quats = scene.quats.detach().float().contiguous()
+    scales = torch.exp(scene.log_scales.detach().float()).contiguous()
+    opacities = torch.sigmoid(scene.logit_opacities.detach().float()).contiguous()
+    viewmat = camera.world_to_cam.to(device=device, dtype=torch.float32)[None]
+    K = camera.K.to(device=device, dtype=torch.float32)[None]
+    radii, means2d, depths, conics, comp = fully_fused_projection(
+        means,
+        None,
+        quats,
+        scales,
+        viewmat,
+        K,
+        width,
+        height,
+        eps2d=options.eps2d,
+        near_plane=options.near_plane,
+        far_plane=options.far_plane,
+        packed=False,
+        calc_compensations=options.rasterize_mode == "antialiased",
+        opacities=opacities,
+    )
+    opac = opacities[None]
+    if comp is not None:
+        opac = opac * comp
+    tile_w = math.ceil(width / tile_size)
+    tile_h = math.ceil(height / tile_size)
+    _, isect_ids, flatten_ids = isect_tiles(
+        means2d, radii, depths, tile_size, tile_w, tile_h, packed=False, n_images=1
+    )
+    offsets = isect_offset_encode(isect_ids, 1, tile_w, tile_h)
+    n_isects = int(flatten_ids.numel())
+    bounds = torch.cat([offsets.flatten(), torch.tensor([n_isects], device=device)])
+    longest = int((bounds[1:] - bounds[:-1]).max()) if n_isects else 0
+    num_batches = -(-longest // (tile_size * tile_size))
+    rows_per_band = max(1, min(height, band_pixels // max(width, 1)))
+    gs, ps, ws = [], [], []
+    for lo in range(0, height, rows_per_band):
+        hi = min(height, lo + rows_per_band)
+        trans = torch.zeros(1, height, width, device=device, dtype=torch.float32)
+        trans[:, lo:hi] = 1.0
+        g, pix, _ = rasterize_to_indices_in_range(
+            0,
+            num_batches,
+            trans,
+            means2d,
+            conics,
+            opac,
+            width,
+            height,
+            tile_size,
+            offsets,
+            flatten_ids,
+        )
+        w = pixel_major_weights(
+            g, pix, means2d=means2d[0], conics=conics[0], opacities=opac[0], width=width
+        )
+        gs.append(g.to(torch.int64))
+        ps.append(pix.to(torch.int64))
+        ws.append(w)
+    return SparseViewWeights(
+        torch.cat(gs),
+        torch.cat(ps),
+        torch.cat(ws),
+        width=width,
+        height=height,
+        num_gaussians=scene.num_gaussians,
+    )

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from gsbp_ros.camera import Camera
+from gsbp_ros.raster.options import DEFAULT_RASTER_OPTIONS, RasterOptions
 from gsbp_ros.scene import GaussianScene
 
 ALPHA_THRESHOLD = 1.0 / 255.0
@@ -39,7 +40,6 @@ MAX_ALPHA = 0.999
 """Alphas are clamped to this, so that a single Gaussian never makes T exactly zero."""
 TRANSMITTANCE_STOP = 1e-4
 """A pixel stops before the Gaussian that would bring its transmittance to ``<=`` this."""
-RASTERIZE_MODES = ("classic", "antialiased")
 
 
 @dataclass
@@ -123,26 +123,22 @@ def project_gaussians(
     scene: GaussianScene,
     camera: Camera,
     *,
-    near_plane: float = 0.01,
-    far_plane: float = 1e10,
-    eps2d: float = 0.3,
-    rasterize_mode: str = "classic",
+    options: RasterOptions = DEFAULT_RASTER_OPTIONS,
 ) -> Projected:
     """Project every Gaussian of ``scene`` into ``camera`` (EWA splatting, gsplat rules).
 
     Args:
         scene: the splats; their device is used (the camera is moved there).
         camera: pinhole view, OpenCV axes.
-        near_plane: Gaussians with camera-space ``z < near_plane`` are culled.
-        far_plane: Gaussians with ``z > far_plane`` are culled.
-        eps2d: added to the diagonal of each 2D covariance.
-        rasterize_mode: "classic" or "antialiased" (opacity compensation).
+        options: near/far planes (Gaussians with camera-space ``z < near_plane`` or
+            ``z > far_plane`` are culled), ``eps2d`` (added to the diagonal of each 2D
+            covariance) and ``rasterize_mode`` ("antialiased": opacity compensation).
 
     Returns:
         :class:`Projected` with N entries (culled ones flagged in ``valid``).
     """
-    if rasterize_mode not in RASTERIZE_MODES:
-        raise ValueError(f"rasterize_mode must be one of {RASTERIZE_MODES}, got {rasterize_mode!r}")
+    near_plane, far_plane, eps2d = options.near_plane, options.far_plane, options.eps2d
+    rasterize_mode = options.rasterize_mode
     device = scene.device
     dtype = torch.float32
     width, height = int(camera.width), int(camera.height)

@@ -9,15 +9,19 @@ scenes only: ``O(H * W * N)`` work, ``H * W`` Python iterations and more.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import Tensor
 
 from gsbp_ros.camera import Camera
+from gsbp_ros.raster.options import DEFAULT_RASTER_OPTIONS, RasterOptions
 from gsbp_ros.raster.projection import (
     ALPHA_THRESHOLD,
     MAX_ALPHA,
     TRANSMITTANCE_STOP,
+    Projected,
     project_gaussians,
 )
 from gsbp_ros.scene import GaussianScene
@@ -28,25 +32,22 @@ def reference_weights(
     scene: GaussianScene,
     camera: Camera,
     *,
-    near_plane: float = 0.01,
-    far_plane: float = 1e10,
-    eps2d: float = 0.3,
-    rasterize_mode: str = "classic",
+    options: RasterOptions = DEFAULT_RASTER_OPTIONS,
+    project: Callable[..., Projected] = project_gaussians,
 ) -> Tensor:
     """Dense compositing weights by brute force.
+
+    Args:
+        scene, camera, options: as the engines take them.
+        project: the projection to start from (each engine is compared from its own:
+            ``project_gaussians`` or ``project_gaussians_numba`` agree to float32 rounding
+            only, which can move an alpha across 1/255).
 
     Returns:
         [H*W, N] float32 on the CPU: entry (p, k) is ``alpha_k(p) T_k(p)`` for pixel
         ``p = y * W + x``.
     """
-    proj = project_gaussians(
-        scene.to("cpu"),
-        camera.to_device("cpu"),
-        near_plane=near_plane,
-        far_plane=far_plane,
-        eps2d=eps2d,
-        rasterize_mode=rasterize_mode,
-    )
+    proj = project(scene.to("cpu"), camera.to_device("cpu"), options=options)
     n, width, height = proj.num_gaussians, proj.width, proj.height
     ids = proj.valid.nonzero().flatten().tolist()
     # Python's sort is stable: equal depths keep index order, like gsplat's radix sort.

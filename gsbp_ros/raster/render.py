@@ -8,8 +8,9 @@ import torch
 from torch import Tensor
 
 from gsbp_ros.camera import Camera
+from gsbp_ros.raster.options import DEFAULT_RASTER_OPTIONS, RasterOptions
 from gsbp_ros.raster.sh import sh_colors
-from gsbp_ros.raster.torch_engine import ViewWeights
+from gsbp_ros.raster.weights import ViewWeights
 from gsbp_ros.scene import GaussianScene
 
 
@@ -30,7 +31,7 @@ def render_rgb(
     weights: ViewWeights | None = None,
     background: Sequence[float] | Tensor = (0.0, 0.0, 0.0),
     engine: str = "auto",
-    **weight_options,
+    options: RasterOptions = DEFAULT_RASTER_OPTIONS,
 ) -> Tensor:
     """Render the scene's colours in one view.
 
@@ -38,9 +39,10 @@ def render_rgb(
         scene: the splats.
         camera: the view.
         weights: this view's weights if already computed (else computed here with
-            ``engine`` and ``weight_options``, see :func:`compute_view_weights`).
+            ``engine`` and ``options``, see :func:`compute_view_weights`).
         background: RGB in 0..1 seen where the splats are transparent.
-        engine: "auto", "torch" or "gsplat" (only used when ``weights`` is None).
+        engine: raster engine (only used when ``weights`` is None).
+        options: raster settings (only used when ``weights`` is None).
 
     Returns:
         [H, W, 3] float32 in [0, 1] on the scene's device (clamped: SH colours may
@@ -49,7 +51,7 @@ def render_rgb(
     if weights is None:
         from gsbp_ros.raster import compute_view_weights
 
-        weights = compute_view_weights(scene, camera, engine=engine, **weight_options)
+        weights = compute_view_weights(scene, camera, engine=engine, options=options)
     if (weights.width, weights.height) != (camera.width, camera.height):
         raise ValueError(
             f"weights are for a {weights.width}x{weights.height} view, "

@@ -28,14 +28,11 @@ sort over intersections emitted in index order).
 
 from __future__ import annotations
 
-import warnings
-from abc import ABC, abstractmethod
-
 import torch
 from torch import Tensor
 
 from gsbp_ros.camera import Camera
-from gsbp_ros.errors import FeatureError
+from gsbp_ros.raster.options import DEFAULT_RASTER_OPTIONS, RasterOptions
 from gsbp_ros.raster.projection import (
     ALPHA_THRESHOLD,
     MAX_ALPHA,
@@ -44,6 +41,7 @@ from gsbp_ros.raster.projection import (
     depth_order,
     project_gaussians,
 )
+from gsbp_ros.raster.weights import SparseViewWeights, ViewWeights
 from gsbp_ros.scene import GaussianScene
 
 DEFAULT_MAX_PAIRS = 1 << 21
@@ -51,280 +49,10 @@ DEFAULT_MAX_PAIRS = 1 << 21
 each at the peak, so ~200 MB of scratch memory at most."""
 
 
-class ViewWeights(ABC):
-    """The compositing weights ``w_k(p)`` of one view, behind one interface for all engines.
-
-    ``render``, ``backproject``, ``weight_sum`` and ``alpha`` are all linear in ``w``; see
-    ``docs/architecture.md`` for the contract. Results live on ``device`` (the scene's);
-    inputs on another device are moved there.
-    """
-
-    width: int
-    height: int
-    num_gaussians: int
-    device: torch.device
-
-    @abstractmethod
-    def render(self, values: Tensor) -> Tensor:
-        """[N, C] per-Gaussian values -> [H, W, C] ``sum_k w_k(p) v_k`` (no background)."""
-
-    @abstractmethod
-    def backproject(self, features: Tensor) -> Tensor:
-        """[H', W', C] feature map -> [N, C] ``sum_p w_k(p) Up(F)(p)``.
-
-        ``Up`` is bilinear resizing to H x W with ``align_corners=False`` (the semantics of
-        ``torch.nn.functional.interpolate``), the identity when the sizes already match.
-        """
-
-    @abstractmethod
-    def weight_sum(self) -> Tensor:
-        """[N] ``sum_p w_k(p)``: how much of each Gaussian this view sees (0 = unseen)."""
-
-    @abstractmethod
-    def alpha(self) -> Tensor:
-        """[H, W] accumulated opacity ``sum_k w_k(p)``."""
-
-    def _check_values(self, values: Tensor) -> None:
-        if values.ndim != 2 or values.shape[0] != self.num_gaussians:
-            raise ValueError(
-                f"values must have shape [N={self.num_gaussians}, C], got {list(values.shape)}"
-            )
-
-    def _check_features(self, features: Tensor) -> None:
-        if features.ndim != 3 or min(features.shape) == 0:
-            raise FeatureError(
-                f"feature map must have shape [H', W', C] with no empty dimension, "
-                f"got {list(features.shape)}"
-            )
-        if not torch.is_floating_point(features):
-            raise FeatureError(f"feature map must be floating point, got {features.dtype}")
+__all__ = ["DEFAULT_MAX_PAIRS", "SparseViewWeights", "ViewWeights", "compute_sparse_weights"]
 
 
-def linear_taps(out_size: int, in_size: int, *, device: torch.device | str = "cpu"):
-    """1-D taps of bilinear resizing ``in_size -> out_size`` with ``align_corners=False``.
-
-    Follows ATen's ``upsample_bilinear2d``: source coordinate ``(dst + 0.5) * in/out - 0.5``
-    clamped at 0, the upper tap clamped to the last sample (edge replication).
-
-    Returns:
-        ``(i0 [out], i1 [out], w0 [out], w1 [out])``: output sample ``o`` is
-        ``w0[o] * x[i0[o]] + w1[o] * x[i1[o]]``.
-    """
-    scale = in_size / out_size
-    dst = torch.arange(out_size, device=device, dtype=torch.float64)
-    src = ((dst + 0.5) * scale - 0.5).clamp_min(0.0)
-    i0 = src.floor().to(torch.int64).clamp_max(in_size - 1)
-    i1 = (i0 + 1).clamp_max(in_size - 1)
-    w1 = src - i0
-    return i0, i1, 1.0 - w1, w1
-
-
-def bilinear_pixel_taps(
-    height: int, width: int, in_height: int, in_width: int, *, device: torch.device | str
-) -> tuple[Tensor, Tensor]:
-    """Taps of bilinear resizing an ``in_height x in_width`` map to ``height x width``.
-
-    Returns:
-        ``(src [H*W, 4] int64, weight [H*W, 4] float64)``: output pixel ``p = y*W + x`` is
-        ``sum_t weight[p, t] * F_flat[src[p, t]]`` with ``F_flat`` the row-major source map.
-    """
-    y0, y1, wy0, wy1 = linear_taps(height, in_height, device=device)
-    x0, x1, wx0, wx1 = linear_taps(width, in_width, device=device)
-    ys = torch.stack([y0, y0, y1, y1], dim=-1)[:, None, :]  # [H, 1, 4]
-    xs = torch.stack([x0, x1, x0, x1], dim=-1)[None, :, :]  # [1, W, 4]
-    wy = torch.stack([wy0, wy0, wy1, wy1], dim=-1)[:, None, :]
-    wx = torch.stack([wx0, wx1, wx0, wx1], dim=-1)[None, :, :]
-    src = (ys * in_width + xs).reshape(height * width, 4)
-    weight = (wy * wx).reshape(height * width, 4)
-    return src, weight
-
-
-def coo_to_csr(
-    rows: Tensor, cols: Tensor, values: Tensor, size: tuple[int, int], *, coalesce: bool = True
-) -> Tensor:
-    """CSR matrix from (row, col, value) triples; duplicates are summed (in float64).
-
-    With ``coalesce=False`` the triples must already be unique; they only get sorted.
-    Rows and columns come out sorted, which every sparse backend accepts.
-    """
-    n_rows, n_cols = size
-    key = rows.to(torch.int64) * n_cols + cols.to(torch.int64)
-    if coalesce:
-        key, inverse = torch.unique(key, sorted=True, return_inverse=True)
-        values = torch.zeros(key.numel(), device=key.device, dtype=torch.float64).index_add_(
-            0, inverse, values.double()
-        )
-    else:
-        key, perm = torch.sort(key)
-        values = values[perm]
-    r = torch.div(key, n_cols, rounding_mode="floor")
-    crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=key.device)
-    crow[1:] = torch.cumsum(torch.bincount(r, minlength=n_rows), 0)
-    return _csr(crow, key - r * n_cols, values.to(torch.float32), size)
-
-
-def _csr(crow: Tensor, col: Tensor, values: Tensor, size: tuple[int, int]) -> Tensor:
-    with warnings.catch_warnings():
-        # "Sparse CSR tensor support is in beta": the operations used here are stable.
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(crow, col, values, size=size, check_invariants=False)
-
-
-def bilinear_matrix(
-    height: int, width: int, in_height: int, in_width: int, *, device: torch.device | str
-) -> Tensor:
-    """[H*W, H'*W'] CSR matrix of bilinear resizing (``align_corners=False``).
-
-    ``(U @ F.reshape(H'*W', C)).reshape(H, W, C) == interpolate(F)`` up to float rounding.
-    """
-    src, tap_w = bilinear_pixel_taps(height, width, in_height, in_width, device=device)
-    rows = torch.arange(height * width, device=device).repeat_interleave(4)
-    keep = tap_w.reshape(-1) != 0  # edge taps and exact sample hits carry zero weight
-    return coo_to_csr(
-        rows[keep],
-        src.reshape(-1)[keep],
-        tap_w.reshape(-1)[keep],
-        (height * width, in_height * in_width),
-    )
-
-
-class SparseViewWeights(ViewWeights):
-    """Explicit sparse weights of one view.
-
-    Attributes:
-        gaussian_ids: [P] int64 Gaussian index of each non-zero weight.
-        pixel_ids: [P] int64 pixel index ``y * width + x``.
-        weights: [P] float32 ``alpha * T``.
-        Pairs are ordered by pixel, then front to back.
-
-    ``render`` and ``backproject`` are sparse-dense products with CSR matrices built on
-    first use and cached: the pixel-major ``W [H*W, N]``, the Gaussian-major ``W^T``, and
-    ``W^T Up`` per feature-map size (the bilinear upsampling folded in, so no [H, W, C]
-    tensor is ever made).
-    """
-
-    def __init__(
-        self,
-        gaussian_ids: Tensor,
-        pixel_ids: Tensor,
-        weights: Tensor,
-        *,
-        width: int,
-        height: int,
-        num_gaussians: int,
-    ) -> None:
-        self.gaussian_ids = gaussian_ids
-        self.pixel_ids = pixel_ids
-        self.weights = weights
-        self.width = int(width)
-        self.height = int(height)
-        self.num_gaussians = int(num_gaussians)
-        self._pixel_major: Tensor | None = None
-        self._folded: dict[tuple[int, int], Tensor] = {}
-
-    @property
-    def device(self) -> torch.device:
-        return self.weights.device
-
-    @property
-    def nnz(self) -> int:
-        return int(self.weights.numel())
-
-    def to_dense(self) -> Tensor:
-        """[H*W, N] float32 dense weight matrix (tests and tiny scenes only)."""
-        dense = torch.zeros(
-            self.height * self.width, self.num_gaussians, device=self.device, dtype=torch.float32
-        )
-        dense.index_put_((self.pixel_ids, self.gaussian_ids), self.weights, accumulate=True)
-        return dense
-
-    # -- the ViewWeights interface --------------------------------------------------------
-    def render(self, values: Tensor) -> Tensor:
-        self._check_values(values)
-        if self._pixel_major is None:
-            self._pixel_major = coo_to_csr(
-                self.pixel_ids,
-                self.gaussian_ids,
-                self.weights,
-                (self.height * self.width, self.num_gaussians),
-                coalesce=False,
-            )
-        out = _spmm(self._pixel_major, values.to(self.device))
-        return out.reshape(self.height, self.width, -1)
-
-    def backproject(self, features: Tensor) -> Tensor:
-        self._check_features(features)
-        in_h, in_w, c = features.shape
-        flat = features.to(self.device).reshape(in_h * in_w, c)
-        return _spmm(self.folded_matrix(in_h, in_w), flat)
-
-    def weight_sum(self) -> Tensor:
-        out = torch.zeros(self.num_gaussians, device=self.device, dtype=torch.float32)
-        return out.index_add_(0, self.gaussian_ids, self.weights)
-
-    def alpha(self) -> Tensor:
-        out = torch.zeros(self.height * self.width, device=self.device, dtype=torch.float32)
-        return out.index_add_(0, self.pixel_ids, self.weights).reshape(self.height, self.width)
-
-    # -- back-projection matrices -----------------------------------------------------------
-    def folded_matrix(self, in_height: int, in_width: int) -> Tensor:
-        """[N, H'*W'] CSR matrix ``W^T Up``: back-projection of an H' x W' map in one product.
-
-        Cached per size: every feature map of this view at that size reuses it.
-        """
-        key = (int(in_height), int(in_width))
-        if key == (self.height, self.width):
-            return self._gaussian_major()
-        if key not in self._folded:
-            self._folded[key] = self._fold(*key)
-        return self._folded[key]
-
-    def _gaussian_major(self) -> Tensor:
-        """[N, H*W] CSR ``W^T``."""
-        full = (self.height, self.width)
-        if full not in self._folded:
-            self._folded[full] = coo_to_csr(
-                self.gaussian_ids,
-                self.pixel_ids,
-                self.weights,
-                (self.num_gaussians, self.height * self.width),
-                coalesce=False,
-            )
-        return self._folded[full]
-
-    def _fold(self, in_h: int, in_w: int) -> Tensor:
-        """``W^T @ U`` as a sparse-sparse product (about 5x faster than coalescing by sort)."""
-        up = bilinear_matrix(self.height, self.width, in_h, in_w, device=self.device)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                return (self._gaussian_major() @ up).to_sparse_csr()
-        except (RuntimeError, NotImplementedError):
-            # A backend without sparse @ sparse: the plain construction gives the same matrix.
-            return self.fold_by_coalescing(in_h, in_w)
-
-    def fold_by_coalescing(self, in_h: int, in_w: int) -> Tensor:
-        """Reference construction of ``W^T Up``: spread every weight over the 4 bilinear
-        taps of its pixel and sum duplicates (several pixels of one Gaussian reading the
-        same source sample)."""
-        src, tap_w = bilinear_pixel_taps(self.height, self.width, in_h, in_w, device=self.device)
-        rows = self.gaussian_ids[:, None].expand(-1, 4).reshape(-1)
-        cols = src[self.pixel_ids].reshape(-1)
-        vals = (self.weights[:, None].double() * tap_w[self.pixel_ids]).reshape(-1)
-        keep = vals != 0
-        return coo_to_csr(rows[keep], cols[keep], vals[keep], (self.num_gaussians, in_h * in_w))
-
-
-def _spmm(mat: Tensor, dense: Tensor) -> Tensor:
-    """CSR ``mat`` (float32) times a dense matrix, in float64 if ``dense`` is float64."""
-    if dense.dtype == torch.float64:
-        return mat.to(torch.float64) @ dense
-    if not torch.is_floating_point(dense):
-        raise ValueError(f"expected floating point values, got {dense.dtype}")
-    return mat @ dense.to(torch.float32).contiguous()
-
-
-def _ellipse_radius2(proj: Projected, ids: Tensor) -> Tensor:
+def ellipse_radius2(proj: Projected, ids: Tensor) -> Tensor:
     """Squared Mahalanobis radius inside which alpha can reach 1/255, with a safety margin.
 
     ``alpha = o exp(-d^2 / 2) >= 1/255`` iff ``d^2 <= 2 ln(255 o)``. The margin keeps float
@@ -337,7 +65,7 @@ def _ellipse_radius2(proj: Projected, ids: Tensor) -> Tensor:
     return e * e * 1.01 + 1e-2
 
 
-def _row_ranges(proj: Projected, ids: Tensor, e2: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def row_ranges(proj: Projected, ids: Tensor, e2: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Inclusive pixel rows ``y0..y1`` of each ellipse, and its bounding-box pixel count."""
     cov = proj.covars2d[ids].double()
     rx = torch.sqrt(e2 * cov[:, 0])
@@ -438,10 +166,7 @@ def compute_sparse_weights(
     scene: GaussianScene,
     camera: Camera,
     *,
-    near_plane: float = 0.01,
-    far_plane: float = 1e10,
-    eps2d: float = 0.3,
-    rasterize_mode: str = "classic",
+    options: RasterOptions = DEFAULT_RASTER_OPTIONS,
     chunk_size: int | None = None,
     max_pairs: int = DEFAULT_MAX_PAIRS,
 ) -> SparseViewWeights:
@@ -450,7 +175,7 @@ def compute_sparse_weights(
     Args:
         scene: the splats (their device decides where this runs).
         camera: the view.
-        near_plane, far_plane, eps2d, rasterize_mode: as :func:`project_gaussians`.
+        options: raster settings (near/far planes, eps2d, classic or antialiased).
         chunk_size: at most this many Gaussians per chunk (None: limited by pairs only).
         max_pairs: at most about this many candidate pairs per chunk, counted by bounding
             box (a single larger Gaussian still forms its own chunk).
@@ -458,14 +183,7 @@ def compute_sparse_weights(
     Returns:
         :class:`SparseViewWeights`.
     """
-    proj = project_gaussians(
-        scene,
-        camera,
-        near_plane=near_plane,
-        far_plane=far_plane,
-        eps2d=eps2d,
-        rasterize_mode=rasterize_mode,
-    )
+    proj = project_gaussians(scene, camera, options=options)
     return sparse_weights_from_projection(proj, chunk_size=chunk_size, max_pairs=max_pairs)
 
 
@@ -482,8 +200,8 @@ def sparse_weights_from_projection(
     width, height = proj.width, proj.height
     n_pix = width * height
     order = depth_order(proj)
-    e2 = _ellipse_radius2(proj, order)
-    y0, y1, box = _row_ranges(proj, order, e2)
+    e2 = ellipse_radius2(proj, order)
+    y0, y1, box = row_ranges(proj, order, e2)
     nonempty = box > 0
     order, e2, y0, y1, box = (t[nonempty] for t in (order, e2, y0, y1, box))
 

@@ -1,0 +1,46 @@
+"""``gsbp bench`` plumbing on tiny rows: measurements come back, tables say what they are.
+No speed is asserted anywhere (speeds live in docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+from gsbp_ros.bench import machine_description, to_markdown, write_section
+from gsbp_ros.bench.worker import run
+
+
+def _spec(method: str, **kw) -> dict:
+    base = {
+        "gaussians": 3000,
+        "width": 48,
+        "height": 36,
+        "channels": 40,
+        "map": [5, 7],
+        "views": 1,
+        "device": "cpu",
+        "method": method,
+    }
+    return {**base, **kw}
+
+
+def test_worker_rows_and_markdown(tmp_path):
+    ours = {**_spec("numba"), **run(_spec("numba"))}
+    assert ours["gaussians"] > 2900 and ours["nnz"] > 0
+    assert len(ours["seconds"]) == 1 and ours["peak_rss_gb"] > 0
+    paper = {**_spec("paper", max_chunks=1), **run(_spec("paper", max_chunks=1))}
+    assert paper["chunks_measured"] == 1 and paper["chunks_total"] == 2
+    paper["ratio"] = paper["median_s"] / ours["median_s"]
+    lift = {**_spec("lift", views=2), **run(_spec("lift", views=2))}
+    assert lift["views"] == 2 and lift["total_s"] > 0
+    failed = {**_spec("paper"), "error": "timed out after 1 s"}
+    table = to_markdown([ours, paper, failed, lift])
+    assert "ours (numba, CPU)" in table
+    assert "(first 1 of 2 chunks)" in table and "| >= " in table  # a lower bound, said so
+    assert "not measured: timed out after 1 s" in table
+    assert "lift end to end" in table
+    doc = tmp_path / "bench.md"
+    doc.write_text("# Benchmarks\n\nintro\n\n## other machine\n\nold\n")
+    write_section(doc, "## this machine".removeprefix("## "), table)
+    write_section(doc, "this machine", "second run")  # replaces its own section only
+    text = doc.read_text()
+    assert "intro" in text and "## other machine\n\nold" in text
+    assert text.count("## this machine") == 1 and "second run" in text
+    assert "cores" in machine_description(__import__("torch").device("cpu"))
