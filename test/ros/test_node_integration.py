@@ -81,6 +81,7 @@ def test_not_ready_while_back_projecting(ros_env, demo, ros_client, tmp_path):
     no_maps.mkdir()
     params = {
         "scene_path": str(demo["dir"] / "scene.ply"),
+        "cameras_path": "orbit",  # the demo folder's own cameras would be found otherwise
         "device": "cpu",
         "feature_sources": ["labels"],
         "label_maps_dir": str(no_maps),
