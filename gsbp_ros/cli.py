@@ -11,6 +11,10 @@ examples:
     gsbp bench       --out docs/benchmarks.md
     gsbp eval        --demo DIR                    IoU of text segmentation on the demo scene
 
+S may be a scene file or a training output folder (Inria output, splatfacto export); without
+--cameras the camera file next to it is used (else orbit views) and DINOv2/CLIP run on the
+photos found beside it (--images DIR or none to choose). Which files were picked is printed.
+
 Every failure prints one line ``gsbp: error: ...`` and exits non-zero; outputs are written
 atomically, so a failed run leaves no partial file.
 """

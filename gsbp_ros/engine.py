@@ -38,7 +38,8 @@ class EngineConfig:
     ``scene_path`` may be a scene file or a training output folder, ``cameras_path`` empty
     (cameras next to the scene, else orbit views), ``"orbit"`` or a camera file/folder, and
     ``images_dir`` empty (photos found next to the cameras), ``"none"`` or a folder: see
-    :mod:`gsbp_ros.captures`.
+    :mod:`gsbp_ros.captures`. ``cameras_transform`` applies after the capture's own frame
+    transform (a splatfacto export's dataparser transform).
     """
 
     scene_path: str

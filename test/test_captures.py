@@ -70,9 +70,19 @@ def test_inria_output_folder_highest_iteration_and_cameras_json(tmp_path, refere
     assert_lands(cap.load_scene(), loaded, renders)
     lines = "\n".join(cap.describe())
     assert str(root / "cameras.json") in lines and "Inria 3DGS cameras.json, 4 views" in lines
-    # The ply itself as the scene path: cameras.json is found in the output folder above it.
+    assert cap.images_dir is None  # no training images anywhere: features from renders
+    # The ply itself as the scene path: cameras.json is found in the output folder above it,
+    # and the training images where the output's cfg_args says they are.
+    source = tmp_path / "datasets" / "garden"
+    (source / "images_4").mkdir(parents=True)
+    (root / "cfg_args").write_text(
+        f"Namespace(eval=False, images='images_4', model_path='{root}', resolution=-1, "
+        f"sh_degree=3, source_path='{source}', white_background=False)"
+    )
     again = find_capture(cap.scene_file)
     assert again.cameras_path == root / "cameras.json"
+    again.load_cameras()
+    assert again.images_dir == source / "images_4" and "cfg_args" in again.images_note
 
 
 def test_splatfacto_export_cameras_land_through_the_dataparser_transform(tmp_path, reference):
@@ -87,6 +97,7 @@ def test_splatfacto_export_cameras_land_through_the_dataparser_transform(tmp_pat
     exported = cap.load_scene()
     assert_lands(exported, loaded, renders)
     assert "dataparser" in "\n".join(cap.describe())
+    assert cap.images_dir == tmp_path  # frame paths (images/...) are relative to the JSON
     # The same cameras in the transforms.json frame alone do not land: the transform matters.
     raw = load_cameras(tmp_path / "transforms.json")
     got = render_rgb(exported, raw[0], engine="torch")
