@@ -329,7 +329,8 @@ class GsbpEngine:
             self._log(
                 f"warning: the views saw only {100 * fraction:.0f}% of the Gaussians; if the "
                 "scene is a gsplat checkpoint trained with normalize_world_space=True, its "
-                "cameras must be transformed the same way (see gsbp_ros/cameras.py)"
+                "cameras must be transformed the same way (see gsbp_ros/cameras.py); a "
+                "splatfacto export needs its dataparser_transforms.json next to the .ply"
             )
 
     def _load_sources(self) -> None:

@@ -214,7 +214,7 @@ def _inria_entry(**overrides) -> dict:
         (json.dumps([_inria_entry(width=100000, height=100000)]), "exceeds 16384 pixels"),
         ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
         (json.dumps([_inria_entry(fx="abc")]), r"camera 0 \(a\) fx must be a number"),
-        (json.dumps([_inria_entry(fy=float("nan"))]).replace("NaN", "NaN"), "fy must be finite"),
+        (json.dumps([_inria_entry(fy=float("nan"))]), "fy must be finite"),  # a NaN literal
         (json.dumps([_inria_entry(rotation=(2 * np.eye(3)).tolist())]), "not a rotation matrix"),
         (json.dumps([_inria_entry(position=[1, 2])]), "position must be a 1x3"),
         (json.dumps([_inria_entry(), _inria_entry()]), "both name image 'a'"),
