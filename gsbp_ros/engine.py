@@ -91,6 +91,7 @@ class EngineStatus:
     num_gaussians: int = 0
     startup_s: float | None = None
     cache_hit: bool = False
+    seen_fraction: float | None = None  # Gaussians seen by the views (weight > 0), once built
 
 
 def resolve_device(device: str) -> torch.device:
@@ -112,9 +113,16 @@ def select_views(cameras: Sequence[Camera], max_views: int) -> list[Camera]:
 
 
 class GsbpEngine:
-    def __init__(self, config: EngineConfig, *, log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self, config: EngineConfig, *, log: Callable[[str], None] = print, logger=None
+    ) -> None:
+        """``log`` gets every message as one line (warnings prefixed "warning: "); a
+        ``logger`` (anything with info / warning / error methods: a logging.Logger, a ROS
+        node's logger) gets each at its level instead."""
         self.config = config
-        self._log = log
+        self._log = log if logger is None else logger.info
+        self._warn = (lambda m: log(f"warning: {m}")) if logger is None else logger.warning
+        self._error = log if logger is None else logger.error
         self._status = EngineStatus()
         self._status_lock = threading.Lock()
         self._lock = threading.RLock()
@@ -163,13 +171,13 @@ class GsbpEngine:
             self._start()
         except GsbpError as exc:
             self._set(state="failed", phase="failed", message=str(exc))
-            self._log(f"start-up failed: {exc}")
+            self._error(f"start-up failed: {exc}")
             return
         except Exception as exc:  # a node must survive anything start-up throws
             log.exception("start-up failed")
             msg = f"internal error: {type(exc).__name__}: {exc}"
             self._set(state="failed", phase="failed", message=msg)
-            self._log(f"start-up failed: {type(exc).__name__}: {exc}")
+            self._error(f"start-up failed: {type(exc).__name__}: {exc}")
             return
         self._set(
             state="ready",
@@ -186,7 +194,7 @@ class GsbpEngine:
                 f"{', '.join(s.active_sources)}" + (f"; inactive: {inactive}" if inactive else "")
             )
         else:
-            self._log(
+            self._warn(
                 f"scene loaded in {s.startup_s:.1f} s but no feature source is active "
                 f"({inactive or 'feature_sources is empty'}): only save_region can be served"
             )
@@ -325,9 +333,10 @@ class GsbpEngine:
         for w in self.field.weights.values():
             seen |= w.cpu() > 0
         fraction = float(seen.float().mean())
+        self._set(seen_fraction=fraction)
         if fraction < 0.5:
-            self._log(
-                f"warning: the views saw only {100 * fraction:.0f}% of the Gaussians; if the "
+            self._warn(
+                f"the views saw only {100 * fraction:.0f}% of the Gaussians; if the "
                 "scene is a gsplat checkpoint trained with normalize_world_space=True, its "
                 "cameras must be transformed the same way (see gsbp_ros/cameras.py); a "
                 "splatfacto export needs its dataparser_transforms.json next to the .ply"
@@ -360,7 +369,7 @@ class GsbpEngine:
                 src = make_source(name, **options)
             except GsbpError as exc:
                 inactive[name] = str(exc)
-                self._log(f"feature source {name!r} inactive: {exc}")
+                self._warn(f"feature source {name!r} inactive: {exc}")
                 continue
             self.sources[name] = src
         self._set(active_sources=list(self.sources), inactive_sources=inactive)

@@ -33,4 +33,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --no-deps -e .
   echo "$want" > "$stamp"
 fi
+# The ROS 2 launch system from ../shared/ros2_launch when it is there (tests run the launch
+# file for real); idempotent.
+bash scripts/install_ros2_launch.sh
 echo "setup: .venv ready ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

@@ -1,9 +1,24 @@
 """The node's parameters: ONE table, declared from here, mirrored by config/gsbp.yaml and the
-launch file's arguments (a test checks that all three agree).
+launch file's arguments (test/ros/test_params.py checks that all three agree).
 
-Array parameters whose default is empty (``label_names``, ``cameras_transform``) are
-declared statically typed and left unset when empty: rcl's YAML parser turns ``[]`` into
-"not set", so "unset" reads as the empty list here.
+Every parameter always has a value, so ``ros2 param dump`` and GetParameters of every name
+answer in full (rclpy answers a whole GetParameters request with an EMPTY list when one of
+the names is declared but unset). Two consequences of how ROS 2 reads parameter files and
+``-p`` overrides:
+
+- ``[]`` there means "not set" (rcl's YAML parser gives no type to an empty list), so an empty
+  list cannot be given: ``[]`` reads as the default. String lists whose default is empty hold
+  the one-element list ``[""]``, which reads as empty (:data:`EMPTY_STRINGS`); write ``[""]``
+  to empty any string list (e.g. ``feature_sources``). ``cameras_transform`` defaults to the
+  identity (= no transform).
+- A value of the wrong type (``1`` for a double, a string for a number) would make rclpy
+  raise at declaration; here an integer is taken for a double (and integer lists for double
+  lists), anything else keeps the default and is reported: the configure transition fails
+  with a message that names the parameter.
+
+``read_only`` parameters are read when the node configures: they may change only while the
+node is unconfigured (``cleanup`` first), so that the next ``configure`` uses them. The others
+may change at any time. Both kinds pass :func:`check_value` first.
 """
 
 from __future__ import annotations
@@ -25,18 +40,33 @@ class Param:
     default: Any
     type: str  # string | string_array | integer | double | double_array | bool
     description: str
-    read_only: bool = True
+    read_only: bool = True  # read at configure; may change only while unconfigured
+
+
+#: A string list parameter holding this reads as the empty list (see the module docstring).
+EMPTY_STRINGS = [""]
+#: Row-major 4x4 identity: ``cameras_transform``'s default, meaning "no transform".
+IDENTITY_4X4 = [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0]
 
 
 PARAMS: tuple[Param, ...] = (
-    # -- scene and views (read at start-up) --
+    # -- lifecycle --
+    Param(
+        "autostart",
+        True,
+        "bool",
+        "Walk through configure and activate at start-up; false = wait for a lifecycle "
+        "manager's transitions (lifecycle_msgs/ChangeState on ~/change_state).",
+    ),
+    # -- scene and views (read at configure) --
     Param(
         "scene_path",
         "",
         "string",
         "3D Gaussian Splatting scene: Inria-format .ply, antimatter15 .splat or gsplat "
         "checkpoint (.pt/.pth/.ckpt), or a training output folder (Inria: highest "
-        "point_cloud/iteration_N; splatfacto export with dataparser_transforms.json).",
+        "point_cloud/iteration_N; splatfacto export with dataparser_transforms.json); "
+        "required ('' = not set: configure fails and says so).",
     ),
     Param(
         "cameras_path",
@@ -48,10 +78,10 @@ PARAMS: tuple[Param, ...] = (
     ),
     Param(
         "cameras_transform",
-        [],
+        IDENTITY_4X4,
         "double_array",
-        "Row-major 4x4 similarity applied to the loaded camera poses (16 numbers; empty = "
-        "none), e.g. the transform of a gsplat checkpoint trained with "
+        "Row-major 4x4 similarity applied to the loaded camera poses (16 numbers; the "
+        "identity = none), e.g. the transform of a gsplat checkpoint trained with "
         "normalize_world_space=True.",
     ),
     Param(
@@ -97,9 +127,10 @@ PARAMS: tuple[Param, ...] = (
     ),
     Param(
         "label_names",
-        [],
+        EMPTY_STRINGS,
         "string_array",
-        "Names of the label map values 1..L for the 'labels' source (value v -> names[v-1]).",
+        "Names of the label map values 1..L for the 'labels' source (value v -> names[v-1]); "
+        '[""] = none.',
     ),
     Param(
         "cache_dir",
@@ -113,7 +144,8 @@ PARAMS: tuple[Param, ...] = (
         "num_generated_views",
         24,
         "integer",
-        "Number of orbit views generated when cameras_path is empty.",
+        "Number of orbit views generated when no camera file is found next to the scene "
+        "(or cameras_path is 'orbit').",
     ),
     Param(
         "generated_view_size",
@@ -211,7 +243,7 @@ PARAMS: tuple[Param, ...] = (
         "publish_scene_cloud",
         True,
         "bool",
-        "Publish the whole scene (x y z rgb) once on ~/scene_cloud when ready.",
+        "Publish the whole scene (x y z rgb) on ~/scene_cloud at each activation.",
     ),
     Param(
         "marker_scale",
@@ -224,7 +256,8 @@ PARAMS: tuple[Param, ...] = (
         "diagnostics_period",
         1.0,
         "double",
-        "Seconds between /diagnostics messages.",
+        "Seconds between /diagnostics messages (wall-clock time, also under use_sim_time).",
+        read_only=False,
     ),
 )
 
@@ -244,33 +277,100 @@ def _ros_type(kind: str):
     }[kind]
 
 
-def declare_parameters(node) -> None:
-    """Declare every parameter of :data:`PARAMS` on ``node`` with a ParameterDescriptor."""
+_TYPE_WORDS = {
+    "string": "a string",
+    "string_array": "a list of strings",
+    "integer": "an integer",
+    "double": "a number (double)",
+    "double_array": "a list of numbers",
+    "bool": "true or false",
+}
+
+
+def descriptor(p: Param):
+    """The ParameterDescriptor of ``p`` (statically typed; read-only is enforced by the node
+    per lifecycle state, not by rclpy, so that ``read_only`` parameters can change while the
+    node is unconfigured)."""
     from rcl_interfaces.msg import ParameterDescriptor
 
+    when = (
+        "read at configure: change it only while the node is unconfigured"
+        if p.read_only
+        else "may change at any time"
+    )
+    return ParameterDescriptor(
+        name=p.name,
+        type=_ros_type(p.type).value,
+        description=p.description,
+        additional_constraints=when,
+    )
+
+
+def initial_value(p: Param, override) -> tuple[Any, str, str]:
+    """``(value, error, note)`` of parameter ``p`` from its override (an rclpy Parameter from
+    the command line or a params file, or None): the value to declare, a reason when the
+    override was refused (wrong type), a note when it was read in another way than written."""
+    from rclpy.parameter import Parameter
+
+    if override is None:
+        return p.default, "", ""
+    kind, value = override.type_, override.value
+    if kind == Parameter.Type.NOT_SET:
+        note = ""
+        if p.type.endswith("_array") and p.default not in ([], EMPTY_STRINGS, IDENTITY_4X4):
+            note = (
+                f"{p.name}: [] reads as 'not set' in ROS 2 parameter files and -p, so the "
+                f'default {p.default} is used; write [""] for an empty list'
+            )
+        return p.default, "", note
+    want = _ros_type(p.type)
+    if kind == want:
+        return (list(value) if p.type.endswith("_array") else value), "", ""
+    if want == Parameter.Type.DOUBLE and kind == Parameter.Type.INTEGER:
+        return float(value), "", ""
+    if want == Parameter.Type.DOUBLE_ARRAY and kind == Parameter.Type.INTEGER_ARRAY:
+        return [float(v) for v in value], "", ""
+    error = (
+        f"{p.name} must be {_TYPE_WORDS[p.type]}, got {kind.name.lower()} {value!r} "
+        "(params file or command line)"
+    )
+    return p.default, error, ""
+
+
+def declare_parameters(node) -> tuple[list[str], list[str]]:
+    """Declare every parameter of :data:`PARAMS` on ``node``, each with a value.
+
+    Values come from the node's overrides (command line beats params file, as rcl merges
+    them) else the table's default. Returns ``(errors, notes)``: one line per override that
+    was refused (wrong type; the default is used and configure fails) or read otherwise.
+    """
+    # rclpy keeps the command line's and params files' values for this node here; reading
+    # them first (instead of letting declare_parameter raise on a wrong type) lets one bad
+    # value become a clear error rather than a crash.
+    overrides = getattr(node, "_parameter_overrides", None)
+    errors: list[str] = []
+    notes: list[str] = []
     for p in PARAMS:
-        desc = ParameterDescriptor(
-            name=p.name,
-            type=_ros_type(p.type).value,
-            description=p.description,
-            read_only=p.read_only,
-        )
-        if isinstance(p.default, list) and not p.default:
-            node.declare_parameter(p.name, _ros_type(p.type), desc)  # unset = empty
-        else:
-            node.declare_parameter(p.name, p.default, desc)
+        if overrides is None:  # an rclpy without it: its own merging (wrong types raise)
+            node.declare_parameter(p.name, p.default, descriptor(p))
+            continue
+        value, error, note = initial_value(p, overrides.get(p.name))
+        errors += [error] if error else []
+        notes += [note] if note else []
+        node.declare_parameter(p.name, value, descriptor(p), ignore_override=True)
+    return errors, notes
 
 
 def read_parameters(node) -> dict[str, Any]:
-    """Current values of every parameter in the table (unset arrays -> [])."""
+    """Current values of every parameter in the table, as the engine reads them: lists as
+    lists, and a string list equal to :data:`EMPTY_STRINGS` as ``[]``."""
     out: dict[str, Any] = {}
     for p in PARAMS:
-        param = node.get_parameter_or(p.name, None)
-        value = None if param is None else param.value
-        if value is None:
-            value = [] if isinstance(p.default, list) else p.default
+        value = node.get_parameter(p.name).value
         if isinstance(value, (tuple, list)) or hasattr(value, "tolist"):
             value = list(value)
+        if p.type == "string_array" and value == EMPTY_STRINGS:
+            value = []
         out[p.name] = value
     return out
 
@@ -283,7 +383,7 @@ def engine_config(values: dict[str, Any]):
     return EngineConfig(
         scene_path=values["scene_path"],
         cameras_path=values["cameras_path"],
-        cameras_transform=[float(v) for v in values["cameras_transform"]],
+        cameras_transform=_transform_or_none(values["cameras_transform"]),
         device=values["device"],
         feature_sources=list(values["feature_sources"]),
         dinov2_model=values["dinov2_model"],
@@ -311,6 +411,12 @@ def engine_config(values: dict[str, Any]):
         images_dir=values["images_dir"],
         allow_downloads=bool(values["allow_downloads"]),
     )
+
+
+def _transform_or_none(values: list) -> list[float]:
+    """16 numbers of a 4x4, or [] for the identity (no transform: the engine skips it)."""
+    numbers = [float(v) for v in values]
+    return [] if numbers == IDENTITY_4X4 else numbers
 
 
 # Checks that need no engine: name -> (is the value valid?, what a valid value is).
@@ -345,9 +451,24 @@ def check_value(name: str, value: Any) -> str:
     return "" if good else f"{name} {rule}, got {value!r}"
 
 
+def refusal(p: Param, state: str) -> str:
+    """'' when parameter ``p`` may change in lifecycle state ``state``, else why not."""
+    if p.read_only and state != "unconfigured":
+        return (
+            f"{p.name} is read when the node configures: change it while the node is "
+            f"unconfigured (it is {state}: deactivate and clean up first)"
+        )
+    return ""
+
+
 def validate(values: dict[str, Any]) -> None:
-    """Checks of every parameter value at start-up; raises :class:`ParameterError`."""
+    """Checks of every parameter value at configure; raises :class:`ParameterError`."""
     for name in _CHECKS:
         reason = check_value(name, values[name])
         if reason:
             raise ParameterError(reason)
+    if not str(values["scene_path"]).strip():
+        raise ParameterError(
+            "scene_path is not set: set the node parameter scene_path (launch argument "
+            "scene_path:=...) to an Inria-format .ply or a gsplat checkpoint"
+        )

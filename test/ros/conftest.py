@@ -26,6 +26,7 @@ from ros_support import (
     NodeProcess,
     RosClient,
     demo_node_params,
+    wait_until_ready,
 )
 
 
@@ -81,19 +82,33 @@ def nodes(ros_env, demo, tmp_path_factory):
     """Two node processes, started together: 'gsbp' on the demo scene and 'gsbp_broken'
     whose scene file does not exist."""
     work = tmp_path_factory.mktemp("nodes")
-    out_dir = work / "output"
-    good = NodeProcess("gsbp", ros_env, demo_node_params(demo, out_dir), work)
+    out_dir, cache_dir = work / "output", work / "cache"
+    good = NodeProcess("gsbp", ros_env, demo_node_params(demo, out_dir, cache_dir), work)
+    # use_sim_time without a /clock publisher: diagnostics must come all the same.
     broken = NodeProcess(
         "gsbp_broken",
         ros_env,
-        {"scene_path": str(work / "missing_scene.ply"), "device": "cpu"},
+        {"scene_path": str(work / "missing_scene.ply"), "device": "cpu", "use_sim_time": True},
         work,
     )
-    yield {"good": good, "broken": broken, "output_dir": out_dir, "workdir": work}
+    yield {
+        "good": good,
+        "broken": broken,
+        "output_dir": out_dir,
+        "cache_dir": cache_dir,
+        "workdir": work,
+    }
     for p in (good, broken):
         code = p.stop()
         if code not in (0, -signal.SIGINT, None):
             print(f"--- {p.name} exited with {code}; log:\n{p.log()[-4000:]}", file=sys.stderr)
+
+
+@pytest.fixture(scope="session")
+def good(nodes, ros_client):
+    """The demo node, once it serves (its feature field is then in nodes['cache_dir'])."""
+    wait_until_ready(ros_client, nodes["good"])
+    return nodes["good"]
 
 
 @pytest.fixture(scope="session")

@@ -113,16 +113,82 @@ class NodeProcess:
             self._log.flush()
         return self.log_path.read_text(errors="replace")
 
-    def stop(self) -> int | None:
+    def stop(self, sig: int = signal.SIGINT) -> int | None:
+        """Send ``sig`` (if still running) and wait; the exit code (-N: killed by signal N,
+        after 15 s without exiting it is SIGKILLed)."""
         if self.alive():
-            self.proc.send_signal(signal.SIGINT)
+            self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
-        self._log.close()
+        if not self._log.closed:
+            self._log.close()
         return self.proc.returncode
+
+    def wait_for_log(self, text: str, timeout: float = 120.0) -> None:
+        """Until ``text`` appears in the node's output (fails if the node exits first)."""
+        wait_for(
+            lambda: text in self.log() or not self.alive(),
+            timeout,
+            f"{text!r} in the log of {self.name}",
+        )
+        assert text in self.log(), f"{self.name} exited before {text!r}:\n{self.log()[-3000:]}"
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str, interval=0.1):
+    """Poll ``condition`` until it is true (returns its value) or ``timeout`` s passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not within {timeout:.0f} s: {what}")
+        time.sleep(interval)  # polling interval of a condition
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, parent pid) of a process, None when it does not exist."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = text[text.rindex(")") + 2 :].split()
+    return fields[0], int(fields[1])
+
+
+def descendants(pid: int) -> list[int]:
+    """Every living descendant of process ``pid`` (children, grandchildren, ...)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            st = _stat(int(entry.name))
+            if st is not None and st[0] != "Z":
+                parents[int(entry.name)] = st[1]
+    found, frontier = [], [pid]
+    while frontier:
+        children = [c for c, p in parents.items() if p in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def running(pids: list[int]) -> list[int]:
+    """The processes of ``pids`` that still run (neither gone nor zombies)."""
+    return [p for p in pids if (st := _stat(p)) is not None and st[0] != "Z"]
+
+
+def catches(pid: int, sig: int) -> bool:
+    """True when process ``pid`` has a handler installed for signal ``sig``."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    except FileNotFoundError:
+        pass
+    return False
 
 
 def _param_text(value: object) -> str:
@@ -135,7 +201,8 @@ def _param_text(value: object) -> str:
     return str(value)
 
 
-def demo_node_params(demo: dict, output_dir: Path) -> dict[str, object]:
+def demo_node_params(demo: dict, output_dir: Path, cache_dir: Path) -> dict[str, object]:
+    """The demo node's parameters; nodes with the same ``cache_dir`` share the built field."""
     d = demo["dir"]
     return {
         "scene_path": str(d / "scene.ply"),
@@ -152,6 +219,7 @@ def demo_node_params(demo: dict, output_dir: Path) -> dict[str, object]:
         "scene_to_frame.rotation": SCENE_TO_FRAME["rotation"],
         "scene_to_frame.scale": SCENE_TO_FRAME["scale"],
         "diagnostics_period": 0.5,
+        "cache_dir": str(cache_dir),
     }
 
 
@@ -226,6 +294,39 @@ class RosClient:
         self.executor.shutdown(timeout_sec=2)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
+
+
+def get_state(client: RosClient, fqn: str, timeout: float = 60.0) -> str:
+    """The node's lifecycle state label (lifecycle_msgs/GetState over DDS)."""
+    from lifecycle_msgs.srv import GetState
+
+    return client.call(
+        GetState, f"{fqn}/get_state", GetState.Request(), timeout
+    ).current_state.label
+
+
+def change_state(client: RosClient, fqn: str, transition: str, timeout: float = 240.0) -> bool:
+    """Request a lifecycle transition by label over DDS; its ``success``."""
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    req = ChangeState.Request(transition=Transition(label=transition))
+    return bool(client.call(ChangeState, f"{fqn}/change_state", req, timeout).success)
+
+
+def all_parameters(client: RosClient, fqn: str) -> dict[str, object]:
+    """Every declared parameter of the node and its value: ListParameters, then ONE
+    GetParameters request for all the names (rclpy answers a request with an empty list when
+    any requested parameter is unset). Asserts that every name got a value."""
+    from rcl_interfaces.srv import GetParameters, ListParameters
+    from rclpy.parameter import parameter_value_to_python
+
+    names = list(
+        client.call(ListParameters, f"{fqn}/list_parameters", ListParameters.Request()).result.names
+    )
+    res = client.call(GetParameters, f"{fqn}/get_parameters", GetParameters.Request(names=names))
+    assert len(res.values) == len(names), (len(res.values), len(names))
+    return {n: parameter_value_to_python(v) for n, v in zip(names, res.values)}
 
 
 def wait_until_ready(client: RosClient, node: NodeProcess, timeout: float = 150.0):

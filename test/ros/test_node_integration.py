@@ -10,12 +10,22 @@ Tests run in file order. The first one starts a third node with a long start-up 
 from __future__ import annotations
 
 import math
+import signal
 import subprocess
 import time
 
 import numpy as np
 import pytest
-from ros_support import PYTHON, SCENE_TO_FRAME, NodeProcess, wait_until_ready
+from ros_support import (
+    PYTHON,
+    SCENE_TO_FRAME,
+    NodeProcess,
+    all_parameters,
+    change_state,
+    get_state,
+    wait_for,
+    wait_until_ready,
+)
 
 pytestmark = pytest.mark.ros
 
@@ -36,13 +46,6 @@ def scene_means(demo) -> np.ndarray:
     from gsbp_ros.scene import GaussianScene
 
     return GaussianScene.load(demo["dir"] / "scene.ply").means.numpy().astype(np.float64)
-
-
-@pytest.fixture(scope="module")
-def good(nodes, ros_client):
-    """The demo node, once ready."""
-    wait_until_ready(ros_client, nodes["good"])
-    return nodes["good"]
 
 
 def _iou(idx: np.ndarray, truth: np.ndarray) -> float:
@@ -72,14 +75,20 @@ def _transfer_request(demo, views: int = 3, k: int = 5):
 # -- start-up ------------------------------------------------------------------------------------
 
 
-def test_not_ready_while_back_projecting(ros_env, demo, ros_client, tmp_path):
-    """A node with a long start-up (5000 generated views) answers "not ready" with its
-    progress while it back-projects; it is stopped once that has been seen."""
+def test_configure_over_dds_keeps_the_node_answering(ros_env, demo, ros_client, tmp_path):
+    """A lifecycle manager's configure (here: this test, over DDS) of a node with a long
+    start-up (5000 generated views): while it runs, get_state says configuring, requests
+    answer "not ready: configuring: back-projecting n/5000 views", another transition is
+    refused at once, and SIGTERM then ends the node with exit code 0."""
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
     from gsbp_ros.srv import Segment
 
     no_maps = tmp_path / "no_label_maps"
     no_maps.mkdir()
     params = {
+        "autostart": False,
         "scene_path": str(demo["dir"] / "scene.ply"),
         "cameras_path": "orbit",  # the demo folder's own cameras would be found otherwise
         "device": "cpu",
@@ -91,22 +100,32 @@ def test_not_ready_while_back_projecting(ros_env, demo, ros_client, tmp_path):
     }
     slow = NodeProcess("gsbp_slow", ros_env, params, tmp_path)
     try:
-        first = ros_client.call(Segment, slow.service("segment"), _segment(["mug"]), timeout=120)
-        assert not first.success
-        assert first.message.startswith("not ready"), first.message
-        deadline = time.monotonic() + 120
-        res = first
-        while not res.message.startswith("not ready: back-projecting "):
-            assert time.monotonic() < deadline, res.message
-            assert slow.alive(), slow.log()[-3000:]
-            time.sleep(0.2)  # polling interval of a condition
-            res = ros_client.call(Segment, slow.service("segment"), _segment(["mug"]))
+        assert get_state(ros_client, slow.fqn) == "unconfigured"
+        res = ros_client.call(Segment, slow.service("segment"), _segment(["mug"]))
         assert not res.success
-        done, total = res.message.split()[3].split("/")
-        assert 0 <= int(done) < int(total) == 5000
+        assert res.message == "not ready: unconfigured (waiting for the configure transition)"
+        client = ros_client.node.create_client(ChangeState, slow.service("change_state"))
+        configure = client.call_async(ChangeState.Request(transition=Transition(label="configure")))
+        assert wait_for(lambda: get_state(ros_client, slow.fqn) == "configuring", 60, "configuring")
+
+        def progress():
+            r = ros_client.call(Segment, slow.service("segment"), _segment(["mug"]))
+            assert not r.success and slow.alive(), r.message
+            projecting = r.message.startswith("not ready: configuring: back-projecting ")
+            return r if projecting and ", ETA " in r.message else None  # ETA after 1 view
+
+        res = wait_for(progress, 120, "back-projecting progress", interval=0.2)
+        done, total = res.message.split()[4].split("/")
+        assert 1 <= int(done) < int(total) == 5000
+        assert not change_state(ros_client, slow.fqn, "cleanup", timeout=30)
+        assert get_state(ros_client, slow.fqn) == "configuring"
+        assert not configure.done()
     finally:
-        code = slow.stop()
-        assert code == 0, f"exit code {code}\n{slow.log()[-3000:]}"
+        code = slow.stop(signal.SIGTERM)
+    log = slow.log()
+    assert code == 0, f"exit code {code}\n{log[-3000:]}"
+    assert "Traceback" not in log, log[-3000:]
+    assert "transition 'cleanup' refused: another transition is running" in log
 
 
 def test_node_becomes_ready(nodes, ros_client):
@@ -138,9 +157,10 @@ def test_startup_failure_is_reported_and_node_stays_up(nodes, ros_client):
             time.sleep(0.2)
             res = ros_client.call(srv, broken.service(name), req)
         assert not res.success
-        assert res.message.startswith("not ready: start-up failed"), res.message
+        assert res.message.startswith("not ready: unconfigured: start-up failed: "), res.message
         assert "missing_scene.ply" in res.message
     assert broken.alive()
+    assert get_state(ros_client, broken.fqn) == "unconfigured"  # a failed configure
 
     def failed_status(msgs):
         for m in msgs:
@@ -158,6 +178,11 @@ def test_startup_failure_is_reported_and_node_stays_up(nodes, ros_client):
         if s.name.startswith(broken.fqn + ":") and any(kv.value == "failed" for kv in s.values)
     )
     assert status.level == status.ERROR and "missing_scene.ply" in status.message
+    assert status.message.startswith("start-up failed: ")
+    assert status.message.endswith("(parameter scene_path)"), status.message
+    # The broken node runs with use_sim_time and nothing publishes /clock: the diagnostics
+    # timer runs on wall-clock time all the same (the messages above came from it).
+    assert all_parameters(ros_client, broken.fqn)["use_sim_time"] is True
 
 
 # -- queries -------------------------------------------------------------------------------------
@@ -429,8 +454,13 @@ def test_diagnostics_report_ready_state(good, ros_client, scene_means):
     )
     status = mine(diag.messages)[-1]
     values = {kv.key: kv.value for kv in status.values}
-    assert status.level == status.OK
-    assert values["state"] == "ready"
+    # Serving, but two requested sources (dinov2, clip) could not load: WARN, naming the
+    # parameters to fix.
+    assert status.level == status.WARN, status.message
+    assert "dinov2 (check dinov2_model)" in status.message
+    assert "clip (check clip_model)" in status.message
+    assert values["state"] == "active" and values["engine_state"] == "ready"
+    assert 0.5 <= float(values["seen_fraction"]) <= 1.0
     assert int(values["num_gaussians"]) == scene_means.shape[0]
     assert values["active_sources"] == "labels"
     assert "dinov2:" in values["inactive_sources"] and "clip:" in values["inactive_sources"]
@@ -453,9 +483,40 @@ def test_run_time_parameters_are_checked(good, ros_client):
     bad = set_param("clicked_point_threshold", 2.0)
     assert not bad.successful and "clicked_point_threshold must lie in [0, 1]" in bad.reason
     assert not set_param("default_k", 0).successful
-    assert not set_param("scene_path", "/elsewhere.ply").successful  # read-only
+    read_at_configure = set_param("scene_path", "/elsewhere.ply")
+    assert not read_at_configure.successful
+    assert "scene_path is read when the node configures" in read_at_configure.reason
+    assert "it is active" in read_at_configure.reason
+    wrong_type = set_param("marker_scale", "big")
+    assert not wrong_type.successful and "type" in wrong_type.reason.lower()
     assert set_param("marker_scale", 0.02).successful
     assert set_param("marker_scale", 0.01).successful  # back to the default
+    assert not set_param("diagnostics_period", 0.0).successful
+    assert set_param("diagnostics_period", 0.5).successful  # (the timer takes the new period)
+
+
+def test_every_parameter_is_readable(good, ros_client, demo, nodes):
+    """ListParameters, then one GetParameters request for every name: every parameter has a
+    value (none is left unset), equal to the command line's, else the params file's (the
+    table's defaults)."""
+    from ros_support import demo_node_params
+
+    from gsbp_ros.nodes.params import PARAMS
+
+    values = all_parameters(ros_client, good.fqn)
+    given = demo_node_params(demo, nodes["output_dir"], nodes["cache_dir"])
+    for p in PARAMS:
+        expected = given.get(p.name, p.default)
+        got = values[p.name]
+        if isinstance(expected, float):
+            assert math.isclose(got, expected), p.name
+        elif isinstance(expected, list):
+            np.testing.assert_equal(list(got), expected, err_msg=p.name)
+        else:
+            assert got == expected, p.name
+    assert values["label_names"] == demo["names"]["objects"]
+    assert values["cameras_transform"] == [float(v) for v in np.eye(4).ravel()]
+    assert values["use_sim_time"] is False
 
 
 def test_demo_client_process(good, ros_env, demo, tmp_path):
@@ -494,6 +555,7 @@ def test_demo_client_process(good, ros_env, demo, tmp_path):
 
 
 def test_sigint_stops_the_node_cleanly(nodes):
-    """main() turns SIGINT into a clean shutdown (exit code 0); last test of the session."""
+    """SIGINT is a clean shutdown (exit code 0, no traceback)."""
     assert nodes["broken"].alive()
     assert nodes["broken"].stop() == 0, nodes["broken"].log()[-3000:]
+    assert "Traceback" not in nodes["broken"].log()
