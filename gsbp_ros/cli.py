@@ -8,6 +8,7 @@ examples:
     gsbp segment     --scene S ... --text mug [--negative table] [--out-ply P] [--png PNG]
     gsbp transfer    --scene S ... --images I1 I2 --masks M1 M2 --labels grasp,contain
     gsbp overlay     --scene S --cameras C --indices sel.json --view I --out PNG
+    gsbp grasps      --scene S ... --indices sel.json | --text mug --out grasps.json [--png P]
     gsbp bench       --out docs/benchmarks.md
     gsbp eval        --demo DIR                    IoU of text segmentation on the demo scene
 
@@ -446,6 +447,12 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_grasps(args: argparse.Namespace) -> int:
+    from gsbp_ros.grasp_command import run_grasps
+
+    return run_grasps(args, _start_engine(args))
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from gsbp_ros.bench import run_bench
 
@@ -633,6 +640,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     _add_raster_args(p)
     p.set_defaults(func=cmd_overlay)
+
+    p = sub.add_parser("grasps", help="ranked parallel-jaw grasps on a selection or a prompt")
+    _add_engine_args(p)
+    from gsbp_ros.grasp_command import add_arguments as add_grasp_arguments
+
+    add_grasp_arguments(p)
+    p.set_defaults(func=cmd_grasps)
 
     p = sub.add_parser("bench", help="our engines vs the paper's method; a markdown table")
     from gsbp_ros.bench import add_arguments as add_bench_arguments

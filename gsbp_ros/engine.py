@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,8 +22,12 @@ from gsbp_ros.camera import Camera
 from gsbp_ros.errors import FeatureError, GsbpError, QueryError
 from gsbp_ros.field import FeatureField
 from gsbp_ros.raster.options import RasterOptions
-from gsbp_ros.results import Labelling, Selection
+from gsbp_ros.results import GraspSet, Labelling, Selection
 from gsbp_ros.scene import SH_C0, GaussianScene
+
+if TYPE_CHECKING:
+    from gsbp_ros.grasps import GraspOptions
+    from gsbp_ros.gripper import ParallelJawGripper
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +143,7 @@ class GsbpEngine:
         self._scene_dev: GaussianScene | None = None
         self._features: dict[str, torch.Tensor] = {}
         self._weights: dict[str, torch.Tensor] = {}
+        self._collision: tuple | None = None  # (options key, grasps.CollisionModel)
 
     # -- status -------------------------------------------------------------------------------
     def status(self) -> EngineStatus:
@@ -397,20 +403,69 @@ class GsbpEngine:
 
     def _region_context(self) -> dict:
         """Everything a region summary needs besides the indices (query.selection_from_indices)."""
-        from gsbp_ros.regions import gaussian_normals
+        from gsbp_ros.regions import gaussian_normals, region_weights
 
         log_scales = self.scene.log_scales.cpu().numpy()
         quats = self.scene.quats.cpu().numpy()
-        vp = None
-        if self.field is not None and self.field.viewpoints is not None:
-            vp = self.field.viewpoints.cpu().numpy()
+        vp, seen_weight = self._view_points()
+        opacity = torch.sigmoid(self.scene.logit_opacities).cpu().numpy()
         return {
             "normals_fn": lambda idx: gaussian_normals(log_scales[idx], quats[idx]),
             "camera_centers": np.stack([c.center.numpy() for c in self.cameras])
             if self.cameras
             else None,
             "view_points": vp,
+            "weights": region_weights(opacity, seen_weight),
         }
+
+    def _view_points(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """([N, 3] where each Gaussian's cameras stood, its own mean where none saw it;
+        [N] its largest back-projection weight over the sources), None where unknown."""
+        vp, seen_weight = None, None
+        if self.field is not None and self.field.weights:
+            seen_weight = np.max([w.cpu().numpy() for w in self.field.weights.values()], axis=0)
+        if self.field is not None and self.field.viewpoints is not None:
+            vp = self.field.viewpoints.cpu().numpy().astype(np.float64)
+            if seen_weight is not None:  # the field stores zeros for "never seen"
+                unseen = seen_weight <= 0
+                vp[unseen] = self.scene.means.cpu().numpy()[unseen]
+        return vp, seen_weight
+
+    def plan_grasps(
+        self,
+        selection: Selection,
+        *,
+        gripper: ParallelJawGripper | None = None,
+        options: GraspOptions | None = None,
+    ) -> GraspSet:
+        """Ranked parallel-jaw grasps on a selection (:func:`gsbp_ros.grasps.plan_grasps`),
+        in scene units and the scene's frame; the scene's solids are built on first use."""
+        from gsbp_ros.grasps import CollisionModel, GraspOptions, plan_grasps
+
+        self.check_ready()
+        options = (options or GraspOptions()).validated()
+        with self._lock:
+            key = (options.collision_opacity, options.support_sigmas)
+            if self._collision is None or self._collision[0] != key:
+                sc = self.scene
+                model = CollisionModel.from_gaussians(
+                    sc.means.cpu().numpy(),
+                    sc.quats.cpu().numpy(),
+                    sc.log_scales.cpu().numpy(),
+                    torch.sigmoid(sc.logit_opacities).cpu().numpy(),
+                    opacity_threshold=key[0],
+                    support_sigmas=key[1],
+                )
+                self._collision = (key, model)
+            return plan_grasps(
+                self._collision[1],
+                selection.indices,
+                selection.scores,
+                gripper=gripper,
+                options=options,
+                view_points=self._view_points()[0],
+                name=selection.name,
+            )
 
     # -- queries ------------------------------------------------------------------------------
     def _text_queries(
@@ -701,6 +756,7 @@ class GsbpEngine:
             normals=ctx["normals_fn"](idx),
             camera_centers=ctx["camera_centers"],
             view_points=ctx["view_points"],
+            weights=ctx["weights"],
         )
 
     def save_region(

@@ -23,6 +23,7 @@ may change at any time. Both kinds pass :func:`check_value` first.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -259,6 +260,34 @@ PARAMS: tuple[Param, ...] = (
         "Seconds between /diagnostics messages (wall-clock time, also under use_sim_time).",
         read_only=False,
     ),
+    # -- grasps (gsbp_ros/grasps.py; lengths in frame_id units; may change at run time) --
+    Param(
+        "max_grasps",
+        10,
+        "integer",
+        "Ranked grasps per Segment / TransferAffordance response and on ~/grasp_poses; "
+        "0 = no grasp planning.",
+        read_only=False,
+    ),
+    Param(
+        "grasp_labels",
+        ["grasp"],
+        "string_array",
+        "TransferAffordance labels whose regions get grasps.",
+        read_only=False,
+    ),
+    *(
+        Param(f"gripper.{name}", default, "double", text, read_only=False)
+        for name, default, text in (
+            ("max_opening", 0.08, "Largest distance between the fingers' inner faces."),
+            ("finger_length", 0.05, "Fingertip to palm, along the approach."),
+            ("finger_width", 0.02, "Finger size across the closing direction."),
+            ("finger_thickness", 0.01, "Finger size along the closing direction."),
+            ("palm_depth", 0.04, "Palm size along the approach, behind the fingers."),
+            ("clearance", 0.005, "Free space kept between each open finger and the object."),
+            ("approach_distance", 0.05, "Length behind the palm checked for free approach."),
+        )
+    ),
 )
 
 PARAMS_BY_NAME = {p.name: p for p in PARAMS}
@@ -438,6 +467,19 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "clicked_point_threshold": (lambda v: 0.0 <= v <= 1.0, "must lie in [0, 1] (0 = none)"),
     "marker_scale": (lambda v: v > 0, "must be positive"),
     "diagnostics_period": (lambda v: v > 0, "must be positive"),
+    "max_grasps": (lambda v: v >= 0, "must be at least 0 (0 = no grasps)"),
+    **{
+        f"gripper.{name}": (lambda v: math.isfinite(v) and v > 0, "must be a positive number")
+        for name in (
+            "max_opening",
+            "finger_length",
+            "finger_width",
+            "finger_thickness",
+            "palm_depth",
+            "clearance",
+            "approach_distance",
+        )
+    },
 }
 
 
