@@ -141,7 +141,7 @@ def test_splat_file_with_cameras_beside_it(tmp_path, reference):
     for cam, want in zip(loaded, renders):
         got = render_rgb(scene, cam, engine="torch")
         mse = float(((got - want) ** 2).mean())
-        assert 10 * np.log10(1.0 / mse) > 35.0, cam.name
+        assert 10 * np.log10(1.0 / mse) > 55.0, cam.name  # 68 dB measured: 8-bit rounding
 
 
 def test_splat_records_decode_like_the_reference_viewer(tmp_path):
