@@ -12,6 +12,10 @@ examples:
     gsbp bench       --out docs/benchmarks.md
     gsbp eval        --demo DIR                    IoU of text segmentation on the demo scene
 
+S may be a scene file or a training output folder (Inria output, splatfacto export); without
+--cameras the camera file next to it is used (else orbit views) and DINOv2/CLIP run on the
+photos found beside it (--images DIR or none to choose). Which files were picked is printed.
+
 Every failure prints one line ``gsbp: error: ...`` and exits non-zero; outputs are written
 atomically, so a failed run leaves no partial file.
 """
@@ -81,12 +85,22 @@ def _floats(items: list[str], n: int, flag: str) -> np.ndarray:
     return np.array(rows, dtype=np.float64).reshape(-1, n)
 
 
-def _load_cameras_or_orbit(scene, cameras: str, views: int, size: int):
-    from gsbp_ros.cameras import cameras_for_scene, load_cameras
+def _scene_and_cameras(scene_path: str, cameras: str, views: int, size: int):
+    """The scene and its cameras (next to it when ``cameras`` is '', else ``views`` orbit
+    views, or an error when ``views`` is 0); says on stderr which files it picked."""
+    from gsbp_ros.cameras import cameras_for_scene
+    from gsbp_ros.captures import find_capture
 
-    if cameras:
-        return load_cameras(cameras)
-    return cameras_for_scene(scene, num_views=views, width=size, height=size)
+    capture = find_capture(scene_path, cameras, "none")
+    scene = capture.load_scene()
+    cams = capture.load_cameras()
+    for line in capture.describe(photos=False):
+        print(f"  {line}", file=sys.stderr)
+    if cams is None and not views:
+        raise GsbpError(f"no cameras for {scene_path}: pass --cameras")
+    if cams is None:
+        cams = cameras_for_scene(scene, num_views=views, width=size, height=size)
+    return scene, cams
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -94,10 +108,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     from gsbp_ros.overlay import save_png
     from gsbp_ros.raster import render_rgb
-    from gsbp_ros.scene import GaussianScene
 
-    scene = GaussianScene.load(args.scene)
-    cams = _load_cameras_or_orbit(scene, args.cameras, args.views, args.size)
+    scene, cams = _scene_and_cameras(args.scene, args.cameras, args.views, args.size)
     cam = _pick_view(cams, args.view)
     if args.scale != 1.0:
         cam = cam.scaled(args.scale)
@@ -165,12 +177,9 @@ def cmd_backproject(args: argparse.Namespace) -> int:
 
 def _backproject(args: argparse.Namespace, rank: int, world: int, device_name: str) -> int:
     from gsbp_ros.backproject import NpyFeatureMaps, backproject
-    from gsbp_ros.cameras import load_cameras
     from gsbp_ros.engine import resolve_device
-    from gsbp_ros.scene import GaussianScene
 
-    scene = GaussianScene.load(args.scene)
-    cams = load_cameras(args.cameras)
+    scene, cams = _scene_and_cameras(args.scene, args.cameras, 0, 0)
     maps = NpyFeatureMaps(args.features_dir)
     have = [c for c in cams if (maps.folder / f"{c.stem}.npy").exists()]
     for c in cams:
@@ -242,6 +251,8 @@ def _engine_config(args: argparse.Namespace):
         engine=args.engine,
         raster=_raster_options(args),
         max_pairs=args.max_pairs,
+        images_dir=args.capture_images,
+        allow_downloads=args.allow_downloads,
     )
 
 
@@ -379,10 +390,9 @@ def cmd_overlay(args: argparse.Namespace) -> int:
 
     from gsbp_ros.overlay import color_for, overlay_mask, save_png
     from gsbp_ros.raster import compute_view_weights, render_rgb
-    from gsbp_ros.scene import GaussianScene
 
-    scene = GaussianScene.load(args.scene)
-    cam = _pick_view(_load_cameras_or_orbit(scene, args.cameras, 24, 256), args.view)
+    scene, cams = _scene_and_cameras(args.scene, args.cameras, 24, 256)
+    cam = _pick_view(cams, args.view)
     if args.scale != 1.0:
         cam = cam.scaled(args.scale)
     doc = json.loads(Path(args.indices).read_text())
@@ -495,9 +505,31 @@ def _raster_options(args: argparse.Namespace):
     )
 
 
-def _add_engine_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--scene", required=True, help="Inria .ply or gsplat checkpoint")
-    p.add_argument("--cameras", default="", help="COLMAP model or transforms.json ('' = orbit)")
+SCENE_HELP = (
+    "scene file (.ply, .splat, gsplat checkpoint) or training output folder (Inria "
+    "point_cloud/iteration_N, splatfacto export with dataparser_transforms.json)"
+)
+CAMERAS_HELP = (
+    "COLMAP model, transforms.json, transforms_train.json or cameras.json; '' = found next "
+    "to the scene, else orbit views; 'orbit' = orbit views"
+)
+
+
+def _add_engine_args(p: argparse.ArgumentParser, *, images_flag: str = "--images") -> None:
+    p.add_argument("--scene", required=True, help=SCENE_HELP)
+    p.add_argument("--cameras", default="", help=CAMERAS_HELP)
+    p.add_argument(
+        images_flag,
+        dest="capture_images",
+        default="",
+        help="photos of the cameras for DINOv2/CLIP (matched by image name); '' = found next "
+        "to the cameras, 'none' = renders only",
+    )
+    p.add_argument(
+        "--allow-downloads",
+        action="store_true",
+        help="let Hugging Face hub ids download when not cached (default: local files only)",
+    )
     p.add_argument(
         "--cameras-transform",
         default="",
@@ -541,8 +573,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo_scene)
 
     p = sub.add_parser("render", help="render one view to PNG")
-    p.add_argument("--scene", required=True)
-    p.add_argument("--cameras", default="")
+    p.add_argument("--scene", required=True, help=SCENE_HELP)
+    p.add_argument("--cameras", default="", help=CAMERAS_HELP)
     p.add_argument("--view", default="0", help="index or image name")
     p.add_argument("--views", type=int, default=24)
     p.add_argument("--size", type=int, default=256)
@@ -553,8 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("backproject", help="back-project precomputed .npy feature maps")
-    p.add_argument("--scene", required=True)
-    p.add_argument("--cameras", required=True)
+    p.add_argument("--scene", required=True, help=SCENE_HELP)
+    p.add_argument("--cameras", default="", help=CAMERAS_HELP.replace(", else orbit views", ""))
     p.add_argument("--features-dir", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--mode", default="expected", choices=["expected", "accumulated"])
@@ -589,7 +621,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_segment)
 
     p = sub.add_parser("transfer", help="affordance transfer from annotated source images")
-    _add_engine_args(p)
+    _add_engine_args(p, images_flag="--scene-images")
     p.add_argument("--images", nargs="+", required=True)
     p.add_argument("--masks", nargs="+", required=True)
     p.add_argument("--labels", required=True, help="comma list: mask value v -> labels[v-1]")
@@ -599,8 +631,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_transfer)
 
     p = sub.add_parser("overlay", help="tint selections (indices JSON) on a rendered view")
-    p.add_argument("--scene", required=True)
-    p.add_argument("--cameras", default="")
+    p.add_argument("--scene", required=True, help=SCENE_HELP)
+    p.add_argument("--cameras", default="", help=CAMERAS_HELP)
     p.add_argument("--indices", required=True, help='JSON: {"name": [indices], ...}')
     p.add_argument("--key", default="", help="comma list of selections to draw (default all)")
     p.add_argument("--view", default="0")

@@ -38,7 +38,14 @@ class NotReadyError(GsbpError):
 
 @dataclass
 class EngineConfig:
-    """Everything the engine needs; the node fills it from its parameters."""
+    """Everything the engine needs; the node fills it from its parameters.
+
+    ``scene_path`` may be a scene file or a training output folder, ``cameras_path`` empty
+    (cameras next to the scene, else orbit views), ``"orbit"`` or a camera file/folder, and
+    ``images_dir`` empty (photos found next to the cameras), ``"none"`` or a folder: see
+    :mod:`gsbp_ros.captures`. ``cameras_transform`` applies after the capture's own frame
+    transform (a splatfacto export's dataparser transform).
+    """
 
     scene_path: str
     cameras_path: str = ""
@@ -68,11 +75,18 @@ class EngineConfig:
     # Memory bound of the raster engine per view: (Gaussian, pixel) pairs held at once
     # (0 = the engine's default, ~200 MB).
     max_pairs: int = 0
+    # Real photos as the input of DINOv2/CLIP: "" = found next to the cameras, "none" = renders.
+    images_dir: str = ""
+    # Let hub model ids download when not in the local cache (off: fail fast offline).
+    allow_downloads: bool = False
 
 
 @dataclass
 class EngineStatus:
     state: str = "idle"  # idle | loading | backprojecting | ready | failed
+    # What start-up is doing now, in words ("loading scene", "loading models (dinov2, clip)",
+    # "back-projecting 3/24 views", ...); "ready" or "failed" at the end.
+    phase: str = "not started"
     views_done: int = 0
     views_total: int = 0
     eta_s: float | None = None
@@ -123,6 +137,7 @@ class GsbpEngine:
         self.field: FeatureField | None = None
         self.device = torch.device("cpu")
         self.last_selection: Selection | None = None
+        self.capture = None  # gsbp_ros.captures.Capture once start-up resolved the paths
         # Device copies made once at start-up: per-request transfers of an [N, C] field
         # would dominate query latency on a GPU.
         self._scene_dev: GaussianScene | None = None
@@ -148,7 +163,7 @@ class GsbpEngine:
         if s.state == "backprojecting":
             raise NotReadyError(
                 f"not ready: back-projecting {s.views_done}/{s.views_total} views"
-                + (f" (ETA {s.eta_s:.0f} s)" if s.eta_s is not None else "")
+                + (f" (ETA {s.eta_s:.0f} s)" if s.eta_s is not None and s.views_done else "")
             )
         if s.state == "failed":
             raise NotReadyError(f"not ready: start-up failed: {s.message}")
@@ -161,15 +176,22 @@ class GsbpEngine:
         try:
             self._start()
         except GsbpError as exc:
-            self._set(state="failed", message=str(exc))
+            self._set(state="failed", phase="failed", message=str(exc))
             self._error(f"start-up failed: {exc}")
             return
         except Exception as exc:  # a node must survive anything start-up throws
             log.exception("start-up failed")
-            self._set(state="failed", message=f"internal error: {type(exc).__name__}: {exc}")
+            msg = f"internal error: {type(exc).__name__}: {exc}"
+            self._set(state="failed", phase="failed", message=msg)
             self._error(f"start-up failed: {type(exc).__name__}: {exc}")
             return
-        self._set(state="ready", message="ready", startup_s=time.monotonic() - t0, eta_s=0.0)
+        self._set(
+            state="ready",
+            phase="ready",
+            message="ready",
+            startup_s=time.monotonic() - t0,
+            eta_s=0.0,
+        )
         s = self.status()
         inactive = "; ".join(f"{k}: {v}" for k, v in s.inactive_sources.items())
         if s.active_sources:
@@ -183,25 +205,38 @@ class GsbpEngine:
                 f"({inactive or 'feature_sources is empty'}): only save_region can be served"
             )
 
+    def _phase(self, phase: str, state: str = "loading") -> None:
+        """Say what start-up does now (status, "not ready" answers, diagnostics)."""
+        self._set(state=state, phase=phase, message=phase)
+
     def _start(self) -> None:
         from gsbp_ros.backproject import backproject
-        from gsbp_ros.cameras import cameras_for_scene, load_cameras
+        from gsbp_ros.cameras import cameras_for_scene, transform_cameras
+        from gsbp_ros.captures import find_capture
         from gsbp_ros.field import cache_key, load_or_build
 
         cfg = self.config
-        self._set(state="loading", message=f"loading scene {cfg.scene_path}")
+        self._phase(f"loading scene {cfg.scene_path}")
         self.device = resolve_device(cfg.device)
-        self.scene = GaussianScene.load(cfg.scene_path)
+        capture = find_capture(cfg.scene_path, cfg.cameras_path, cfg.images_dir)
+        self.capture = capture
+        self._phase(f"loading scene {capture.scene_file}")
+        self.scene = capture.load_scene()
         self._scene_dev = self.scene.to(self.device)
         self._set(num_gaussians=self.scene.num_gaussians)
-        if cfg.cameras_path:
-            cams = load_cameras(cfg.cameras_path, world_transform=_world_transform(cfg))
-        else:
+        self._phase(f"loading cameras {capture.cameras_path or '(orbit views)'}")
+        transform = _world_transform(cfg)
+        cams = capture.load_cameras()
+        if cams is None:
             s = cfg.generated_view_size
             cams = cameras_for_scene(
                 self.scene, num_views=cfg.num_generated_views, width=s, height=s
             )
+        elif transform is not None:
+            cams = transform_cameras(cams, transform)
         self.cameras = select_views(cams, cfg.max_views)
+        for line in capture.describe(photos=False):
+            self._log(line)
         from gsbp_ros.raster import engine_report
 
         self._log(
@@ -210,15 +245,18 @@ class GsbpEngine:
             f"{engine_report(cfg.engine, self.device)}"
         )
         self._load_sources()
+        photos = self._attach_photos(capture)
         if not self.sources:
             self._set(active_sources=[], message="no feature source is active")
             return
         total = len(self.cameras)
-        self._set(state="backprojecting", views_total=total, views_done=0, message="")
+        self._phase(f"rendering and back-projecting 0/{total} views", state="backprojecting")
+        self._set(views_total=total, views_done=0)
         last_log = [0.0]
 
         def progress(done: int, total: int, eta: float | None) -> None:
-            self._set(views_done=done, views_total=total, eta_s=eta)
+            phase = f"back-projecting {done}/{total} views"
+            self._set(views_done=done, views_total=total, eta_s=eta, phase=phase, message=phase)
             now = time.monotonic()
             if now - last_log[0] > 2.0 or done == total:
                 last_log[0] = now
@@ -231,7 +269,10 @@ class GsbpEngine:
             **cfg.raster.cache_key(),
         }
         key = cache_key(
-            scene_path=cfg.scene_path, cameras=self.cameras, sources=self.sources, params=params
+            scene_path=capture.scene_file,
+            cameras=self.cameras,
+            sources=self.sources,
+            params=params,
         )
 
         def build() -> FeatureField:
@@ -261,6 +302,35 @@ class GsbpEngine:
         self._set(cache_hit=hit, views_done=total)
         if hit:
             self._log(f"loaded feature field from cache ({cfg.cache_dir})")
+        elif photos is not None:
+            used, rendered = photos.counts()
+            self._log(f"feature input: {used} photos, {rendered} renders (views without a photo)")
+
+    def _attach_photos(self, capture) -> object | None:
+        """Give the active DINOv2/CLIP sources the views' photos (instead of their renders);
+        returns the PhotoSet, or None when they run on renders."""
+        from gsbp_ros.photos import PhotoSet
+
+        image_sources = [s for n, s in self.sources.items() if n in ("dinov2", "clip")]
+        if not image_sources:
+            return None
+        if capture.images_dir is None:
+            self._log(f"photos: none ({capture.images_note or 'features from renders'})")
+            return None
+        self._phase(f"matching photos in {capture.images_dir}")
+        photos = PhotoSet(capture.images_dir, self.cameras)
+        if not photos.paths and capture.images_given:
+            example = self.cameras[0].name if self.cameras else "?"
+            raise FeatureError(
+                f"images folder {capture.images_dir} has no photo of any of the "
+                f"{len(self.cameras)} views (e.g. none named like {example!r})"
+            )
+        self._log(f"photos: {photos.summary()} ({capture.images_note})")
+        if not photos.paths:
+            return None
+        for source in image_sources:
+            source.photos = photos
+        return photos
 
     def _warn_if_unseen(self) -> None:
         """Most Gaussians unseen is the signature of cameras in another frame than the splats
@@ -274,7 +344,8 @@ class GsbpEngine:
             self._warn(
                 f"the views saw only {100 * fraction:.0f}% of the Gaussians; if the "
                 "scene is a gsplat checkpoint trained with normalize_world_space=True, its "
-                "cameras must be transformed the same way (see gsbp_ros/cameras.py)"
+                "cameras must be transformed the same way (see gsbp_ros/cameras.py); a "
+                "splatfacto export needs its dataparser_transforms.json next to the .ply"
             )
 
     def _load_sources(self) -> None:
@@ -283,6 +354,9 @@ class GsbpEngine:
         cfg = self.config
         inactive: dict[str, str] = {}
         models = {"dinov2": cfg.dinov2_model, "clip": cfg.clip_model}
+        wanted = [n for n in cfg.feature_sources if n in models]
+        if wanted:
+            self._phase(f"loading models ({', '.join(wanted)})")
         for name in cfg.feature_sources:
             try:
                 if name in models:
@@ -290,6 +364,7 @@ class GsbpEngine:
                         "model": models[name],
                         "input_size": cfg.feature_input_size,
                         "device": self.device,
+                        "allow_downloads": cfg.allow_downloads,
                     }
                 elif name == "labels":
                     if not cfg.label_maps_dir or not cfg.label_names:
@@ -422,6 +497,12 @@ class GsbpEngine:
                 if negative
                 else torch.zeros(0, dim)
             )
+            # Unlabelled pixels voted for the background: a label wins only where it
+            # outweighs them too (see gsbp_ros.features.labels).
+            background = getattr(labels, "background_code", None)
+            if background is not None:
+                neg_q = torch.cat([neg_q, background[None].to(neg_q)])
+                negative = [*negative, "(unlabelled)"]
             return "labels", pos_q, neg_q, negative
         if "clip" not in self.sources and labels is not None:
             unknown = [p for p in positive if not _is_label(p, names)]

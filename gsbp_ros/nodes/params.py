@@ -64,15 +64,18 @@ PARAMS: tuple[Param, ...] = (
         "scene_path",
         "",
         "string",
-        "3D Gaussian Splatting scene: Inria-format .ply or gsplat checkpoint (.pt/.pth/.ckpt); "
+        "3D Gaussian Splatting scene: Inria-format .ply, antimatter15 .splat or gsplat "
+        "checkpoint (.pt/.pth/.ckpt), or a training output folder (Inria: highest "
+        "point_cloud/iteration_N; splatfacto export with dataparser_transforms.json); "
         "required ('' = not set: configure fails and says so).",
     ),
     Param(
         "cameras_path",
         "",
         "string",
-        "Views to back-project: COLMAP model folder (sparse/0) or nerfstudio transforms.json; "
-        "empty = orbit views generated around the scene.",
+        "Views to back-project: COLMAP model folder (sparse/0), nerfstudio transforms.json, "
+        "Blender transforms_train.json or Inria cameras.json; empty = the camera file next "
+        "to the scene, else orbit views; 'orbit' = orbit views generated around the scene.",
     ),
     Param(
         "cameras_transform",
@@ -81,6 +84,14 @@ PARAMS: tuple[Param, ...] = (
         "Row-major 4x4 similarity applied to the loaded camera poses (16 numbers; the "
         "identity = none), e.g. the transform of a gsplat checkpoint trained with "
         "normalize_world_space=True.",
+    ),
+    Param(
+        "images_dir",
+        "",
+        "string",
+        "Photos of the cameras as DINOv2/CLIP input, matched by image name (a camera "
+        "without one uses its render); empty = found next to the cameras (COLMAP images/, "
+        "the paths of transforms.json, Inria cfg_args); 'none' = renders only.",
     ),
     Param("device", "auto", "string", "Torch device: auto, cpu or cuda (or cuda:N)."),
     Param(
@@ -101,6 +112,13 @@ PARAMS: tuple[Param, ...] = (
         "openai/clip-vit-base-patch16",
         "string",
         "CLIP model for text segmentation: a local folder or a cached Hugging Face id.",
+    ),
+    Param(
+        "allow_downloads",
+        False,
+        "bool",
+        "Let Hugging Face ids that are not in the local cache download; off = models load "
+        "from local folders or the cache only, and a missing one is reported at once.",
     ),
     Param(
         "label_maps_dir",
@@ -127,7 +145,8 @@ PARAMS: tuple[Param, ...] = (
         "num_generated_views",
         24,
         "integer",
-        "Number of orbit views generated when cameras_path is empty.",
+        "Number of orbit views generated when no camera file is found next to the scene "
+        "(or cameras_path is 'orbit').",
     ),
     Param(
         "generated_view_size",
@@ -418,6 +437,8 @@ def engine_config(values: dict[str, Any]):
             rasterize_mode=values["rasterize_mode"],
         ),
         max_pairs=int(values["max_pairs"]),
+        images_dir=values["images_dir"],
+        allow_downloads=bool(values["allow_downloads"]),
     )
 
 

@@ -90,6 +90,7 @@ def test_configure_over_dds_keeps_the_node_answering(ros_env, demo, ros_client, 
     params = {
         "autostart": False,
         "scene_path": str(demo["dir"] / "scene.ply"),
+        "cameras_path": "orbit",  # the demo folder's own cameras would be found otherwise
         "device": "cpu",
         "feature_sources": ["labels"],
         "label_maps_dir": str(no_maps),
