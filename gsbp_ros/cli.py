@@ -9,7 +9,8 @@ examples:
     gsbp transfer    --scene S ... --images I1 I2 --masks M1 M2 --labels grasp,contain
     gsbp overlay     --scene S --cameras C --indices sel.json --view I --out PNG
     gsbp bench       --out docs/benchmarks.md
-    gsbp eval        --demo DIR                    IoU of text segmentation on the demo scene
+    gsbp eval        --demo DIR [--robustness] [--baseline] [--out quality.md]
+    gsbp eval        --benchmark DIR --sources clip --clip-model M   LERF-Mask / 3D-OVS 2D mIoU
 
 Every failure prints one line ``gsbp: error: ...`` and exits non-zero; outputs are written
 atomically, so a failed run leaves no partial file.
@@ -433,9 +434,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from gsbp_ros.evaluate import evaluate_demo
+    from gsbp_ros.evaluation.command import run_eval
 
-    return evaluate_demo(args)
+    return run_eval(args, progress=ProgressPrinter)
 
 
 # -- parser ----------------------------------------------------------------------------------
@@ -554,9 +555,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("eval", help="IoU of segmentation/transfer on the demo scene")
-    p.add_argument("--demo", required=True, help="folder written by gsbp demo-scene")
-    p.add_argument("--out", default="")
+    p = sub.add_parser(
+        "eval",
+        help="accuracy, robustness sweep, distillation baseline, benchmark protocol",
+        description="Accuracy against ground truth (--demo), robustness to degraded label maps "
+        "(--robustness), back-projection vs distillation (--baseline), and the 2D mIoU "
+        "protocol of LERF-Mask / 3D-OVS layouts (--benchmark; bring the data). "
+        "See docs/quality.md.",
+    )
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--demo", default="", help="folder written by gsbp demo-scene")
+    what.add_argument("--scene", default="", help="splats of a scene with ground truth")
+    what.add_argument("--benchmark", default="", help="LERF-Mask / 3D-OVS scene(s) folder")
+    p.add_argument("--cameras", default="", help="with --scene: COLMAP model / transforms.json")
+    p.add_argument("--label-maps", default="", help="label map folder (--benchmark: per scene)")
+    p.add_argument("--label-names", default="", help="comma list (default: names.json nearby)")
+    p.add_argument("--gt", default="", help="with --scene: [N] int .npy label per Gaussian")
+    p.add_argument("--robustness", action="store_true", help="sweep over degraded label maps")
+    p.add_argument("--baseline", action="store_true", help="distillation side by side")
+    p.add_argument("--seed", type=int, default=0, help="first seed (runs are reproducible)")
+    p.add_argument("--seeds", type=int, default=5, help="seeds per sweep condition")
+    p.add_argument("--drop", default="0,0.1,0.3,0.5,0.7", help="fractions of views dropped")
+    p.add_argument("--flip", default="0,0.1,0.2,0.3,0.4", help="fractions of segments flipped")
+    p.add_argument("--noise", default="0,0.1,0.2,0.4,0.6", help="salt-and-pepper fractions")
+    p.add_argument("--boundary", default="-4,-2,-1,0,1,2,4", help="px eroded (<0)/dilated (>0)")
+    p.add_argument("--scales", default="1,0.5,0.25,0.125", help="render scales")
+    p.add_argument("--no-combined", action="store_true", help="skip the combined conditions")
+    p.add_argument("--holdout", type=int, default=8, help="every k-th view held out (0: none)")
+    p.add_argument("--iterations", default="1000,7000,30000", help="Adam checkpoints")
+    p.add_argument("--lr", type=float, default=1e-3, help="distillation learning rate")
+    p.add_argument("--cg-iterations", type=int, default=200, help="least-squares CG iterations")
+    p.add_argument("--sources", default="clip", help="--benchmark: feature sources")
+    p.add_argument("--clip-model", default="openai/clip-vit-base-patch16")
+    p.add_argument("--dinov2-model", default="facebook/dinov2-small")
+    p.add_argument("--scene-file", default="", help="--benchmark: splat path in each scene")
+    p.add_argument("--threshold", type=float, default=0.0, help="--benchmark: Eq. 6/7 threshold")
+    p.add_argument("--render-scale", type=float, default=1.0, help="--benchmark: input views")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--engine", default="auto", choices=["auto", "torch", "gsplat"])
+    p.add_argument("--no-plots", action="store_true", help="no PNG plots beside the report")
+    p.add_argument("--out", default="", help="report: .md (plots beside it) or .json")
     p.set_defaults(func=cmd_eval)
     return ap
 
