@@ -92,7 +92,11 @@ def _load_data(args: argparse.Namespace):
 
 
 def _names_near(folder: Path) -> list[str]:
-    for cand in (folder / "names.json", folder.parent / "names.json"):
+    for cand in (
+        folder / "names.json",
+        folder.parent / "names.json",
+        folder.parent.parent / "names.json",
+    ):
         if cand.is_file():
             names = json.loads(cand.read_text())
             if isinstance(names, dict):

@@ -22,7 +22,7 @@ from gsbp_ros.errors import GsbpError
 from gsbp_ros.evaluation.distill import distill_adam, distill_cg
 from gsbp_ros.evaluation.labelled import LabelledScene
 from gsbp_ros.evaluation.lifting import LabelMapFiles, WeightBank, select_label
-from gsbp_ros.evaluation.memory import Measure, release_free_memory
+from gsbp_ros.evaluation.memory import Measure
 from gsbp_ros.evaluation.metrics import iou
 from gsbp_ros.evaluation.robustness import condition_rng, corrupt_maps, miou_2d
 
@@ -138,7 +138,6 @@ def compare(
             results.append(
                 ctx.score("least-squares optimum (CG)", feats, seen, timing, m.peak_bytes, detail)
             )
-            release_free_memory()
     return results
 
 

@@ -21,12 +21,11 @@ _STATM = Path("/proc/self/statm")
 
 def release_free_memory() -> None:
     """Hand freed heap pages back to the OS (glibc ``malloc_trim``), so that the next
-    phase starts from a resident size that reflects what is still in use."""
+    phase starts from a resident size that reflects what is still in use. (Tensors are freed
+    by reference counting as soon as they are dropped; no garbage collection needed.)"""
     import contextlib
     import ctypes
-    import gc
 
-    gc.collect()
     with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
