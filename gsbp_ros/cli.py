@@ -593,6 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--render-scale", type=float, default=1.0, help="--benchmark: input views")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--engine", default="auto", choices=["auto", "torch", "gsplat"])
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--no-plots", action="store_true", help="no PNG plots beside the report")
     p.add_argument("--out", default="", help="report: .md (plots beside it) or .json")
     p.set_defaults(func=cmd_eval)

@@ -45,10 +45,14 @@ def test_clean_run_scores_the_plain_lifting(data, sweep):
     from gsbp_ros.backproject import finalize
     from gsbp_ros.evaluation.lifting import LabelMapFiles, WeightBank, lift, select_label
     from gsbp_ros.evaluation.metrics import iou
+    from gsbp_ros.evaluation.robustness import is_random
 
     cfg, results = sweep
-    assert len(results) == len(cfg.conditions()) * cfg.seeds
+    random = [c for _, c in cfg.conditions() if is_random(c)]
+    # random conditions once per seed, the others once, plus the antialiased 0.5x lift
+    assert len(results) == len(random) * cfg.seeds + len(cfg.conditions()) - len(random) + 1
     clean = [r for r in results if r.condition == {"drop": 0.0}]
+    assert len(clean) == 1
     train, test = data.split(cfg.holdout)
     assert len(test) == 2 and len(train) == 6 and clean[0].views == 6
     with LabelMapFiles(data.names) as files:
@@ -59,8 +63,7 @@ def test_clean_run_scores_the_plain_lifting(data, sweep):
             n: iou(select_label(source, feats, weight > 0, n), data.truth == i)
             for i, n in enumerate(data.names)
         }
-    for r in clean:  # no randomness at level 0: both seeds equal the plain lifting
-        assert r.iou3d["expected"] == expect
+    assert clean[0].iou3d["expected"] == expect
     assert min(expect.values()) > 0.8
     assert all(0.5 < r.miou2d["expected"] <= 1.0 for r in clean)
 
@@ -79,6 +82,33 @@ def test_corruption_costs_accuracy_and_finishes_agree_in_3d(data, sweep):
     # a seed changes which segments flip
     per_seed = [r.iou3d["expected"] for r in results if r.condition == {"flip": 0.4}]
     assert per_seed[0] != per_seed[1]
+
+
+def test_antialiased_lifting_recovers_what_the_low_pass_costs_at_low_resolution(data, sweep):
+    from gsbp_ros.evaluation.robustness import summarize
+
+    _cfg, results = sweep
+    rows = {r["group"]: r for r in summarize(results, data.names) if "scale" in r["condition"]}
+    assert rows["scale_antialiased"]["mean3d"] > rows["scale"]["mean3d"] + 0.05
+
+
+def test_footprint_of_one_gaussian_is_focal_times_scale_over_depth():
+    import torch
+
+    from gsbp_ros.camera import Camera
+    from gsbp_ros.evaluation.robustness import footprint_px
+    from gsbp_ros.scene import GaussianScene
+
+    scene = GaussianScene(
+        means=torch.tensor([[0.0, 0.0, 4.0]]),
+        quats=torch.tensor([[1.0, 0.0, 0.0, 0.0]]),
+        log_scales=torch.log(torch.tensor([[0.02, 0.02, 0.02]])),
+        logit_opacities=torch.tensor([2.0]),
+        sh=torch.zeros(1, 1, 3),
+    )
+    K = torch.tensor([[300.0, 0.0, 32.0], [0.0, 300.0, 24.0], [0.0, 0.0, 1.0]])
+    cam = Camera("c.png", K, torch.eye(4), 64, 48)
+    assert footprint_px(scene, [cam]) == pytest.approx(300 * 0.02 / 4.0, rel=1e-5)
 
 
 def test_sweep_is_reproducible(data, sweep):

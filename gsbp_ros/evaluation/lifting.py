@@ -31,11 +31,14 @@ class WeightBank:
     Args:
         scene: the splats (their device is where the weights live).
         engine: raster engine ("auto", "torch", "gsplat").
+        options: more keywords of :func:`~gsbp_ros.raster.compute_view_weights`, e.g.
+            ``rasterize_mode="antialiased"``.
     """
 
-    def __init__(self, scene: GaussianScene, *, engine: str = "auto") -> None:
+    def __init__(self, scene: GaussianScene, *, engine: str = "auto", **options) -> None:
         self.scene = scene
         self.engine = engine
+        self.options = options
         self._weights: dict[tuple[str, float], object] = {}
 
     def get(self, camera: Camera, scale: float = 1.0):
@@ -46,7 +49,7 @@ class WeightBank:
         if key not in self._weights:
             view = camera.scaled(scale) if scale != 1.0 else camera
             self._weights[key] = compute_view_weights(
-                self.scene, view.to_device(self.scene.device), engine=self.engine
+                self.scene, view.to_device(self.scene.device), engine=self.engine, **self.options
             )
         return self._weights[key]
 

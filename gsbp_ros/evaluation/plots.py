@@ -99,6 +99,7 @@ def plot_comparison(results: Sequence, path: str | Path) -> None:
         ax.set_ylim(0.0, 1.02)
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("IoU")
-    axes[0].legend(fontsize=7, loc="lower left")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=3, bbox_to_anchor=(0.5, -0.1))
     _save(fig, Path(path))
     plt.close(fig)

@@ -71,6 +71,8 @@ class SweepConfig:
     seed: int = 0
     holdout: int = 8
     engine: str = "auto"
+    #: also lift the clean maps at each scale < 1 with antialiased rasterization
+    antialiased_scales: bool = True
 
     def check(self) -> None:
         """One-line errors for ranges the sweep cannot run."""
@@ -111,6 +113,7 @@ class RunResult:
     views: int
     iou3d: dict[str, dict[str, float]]  # finish label -> object -> IoU
     miou2d: dict[str, float]  # finish label -> 2D mIoU on held-out views (NaN if none)
+    same_3d: bool  # every finish selected exactly the Gaussians the first one did
 
 
 def finish_label(mode: str, normalize: bool) -> str:
@@ -141,6 +144,11 @@ def corrupt_maps(
     return out
 
 
+def is_random(condition: dict[str, float]) -> bool:
+    """Whether a condition draws random numbers (else one seed says everything)."""
+    return any(condition.get(axis, 0.0) > 0 for axis in ("drop", "flip", "noise"))
+
+
 def condition_rng(seed: int, condition: dict[str, float]) -> np.random.Generator:
     """A generator that depends only on the seed and the condition (not on sweep order)."""
     key = zlib.crc32(json.dumps(condition, sort_keys=True).encode())
@@ -154,21 +162,29 @@ def score_field(
     weight: torch.Tensor,
     bank: WeightBank,
     test_views: Sequence,
-) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
-    """3D IoU per object and held-out 2D mIoU for each (mode, normalize) finish."""
+) -> tuple[dict[str, dict[str, float]], dict[str, float], bool]:
+    """3D IoU per object and held-out 2D mIoU for each (mode, normalize) finish, and whether
+    all finishes selected the same Gaussians for every object."""
     from gsbp_ros.backproject import finalize
 
     seen = weight > 0
     iou3d, miou2d = {}, {}
+    first: list[np.ndarray] | None = None
+    same = True
     for mode, normalize in FINISHES:
         feats = finalize(sums, weight, mode=mode, normalize=normalize)
         label = finish_label(mode, normalize)
+        masks = [select_label(source, feats, seen, name) for name in data.names]
+        if first is None:
+            first = masks
+        else:
+            same &= all(np.array_equal(a, b) for a, b in zip(first, masks))
         iou3d[label] = {
-            name: iou(select_label(source, feats, seen, name), data.truth == i)
-            for i, name in enumerate(data.names)
+            name: iou(mask, data.truth == i)
+            for i, (name, mask) in enumerate(zip(data.names, masks))
         }
         miou2d[label] = miou_2d(data, source, feats, bank, test_views)
-    return iou3d, miou2d
+    return iou3d, miou2d, same
 
 
 def miou_2d(data: LabelledScene, source, feats: torch.Tensor, bank, views) -> float:
@@ -195,14 +211,19 @@ def run_sweep(
     *,
     progress: Callable[[int, int, float | None], None] | None = None,
 ) -> list[RunResult]:
-    """Run every condition with ``config.seeds`` seeds (``seed``, ``seed + 1``, ...)."""
+    """Run every condition with ``config.seeds`` seeds (``seed``, ``seed + 1``, ...); a
+    condition without randomness (nothing dropped, flipped or noised) runs once."""
     config.check()
     train, test = data.split(config.holdout)
     clean = {c.stem: data.label_maps[c.stem] for c in train if c.stem in data.label_maps}
     if not clean:
         raise GsbpError("no input view has a label map")
     bank = WeightBank(data.scene, engine=config.engine)
-    runs = [(g, c, config.seed + s) for g, c in config.conditions() for s in range(config.seeds)]
+    runs = [
+        (g, c, config.seed + s)
+        for g, c in config.conditions()
+        for s in range(config.seeds if is_random(c) else 1)
+    ]
     # group runs by render scale so that each scale's weights are built once, then freed
     runs.sort(key=lambda r: -r[1].get("scale", 1.0))
     results: list[RunResult] = []
@@ -215,12 +236,45 @@ def run_sweep(
             maps = corrupt_maps(clean, cond, len(data.names), condition_rng(seed, cond))
             source = files.source(maps)
             sums, weight, used = lift(bank, train, source, scale=scale)
-            iou3d, miou2d = score_field(data, source, sums, weight, bank, test)
-            results.append(RunResult(group, cond, seed, used, iou3d, miou2d))
+            iou3d, miou2d, same = score_field(data, source, sums, weight, bank, test)
+            results.append(RunResult(group, cond, seed, used, iou3d, miou2d, same))
             if progress is not None:
                 elapsed = time.monotonic() - t0
                 progress(i + 1, len(runs), elapsed / (i + 1) * (len(runs) - i - 1))
+        if config.antialiased_scales:
+            results += _antialiased_scales(data, config, train, test, clean, bank, files)
     return results
+
+
+def _antialiased_scales(data, config, train, test, clean, bank, files) -> list[RunResult]:
+    """The clean maps lifted at each scale < 1 with antialiased rasterization (opacity
+    compensation for footprints the low-pass widens); scored like every run."""
+    aa = WeightBank(data.scene, engine=config.engine, rasterize_mode="antialiased")
+    source = files.source(clean)
+    out = []
+    for scale in sorted({s for s in config.scale if s < 1.0}, reverse=True):
+        sums, weight, used = lift(aa, train, source, scale=scale)
+        aa.drop(scale)
+        iou3d, miou2d, same = score_field(data, source, sums, weight, bank, test)
+        out.append(
+            RunResult("scale_antialiased", {"scale": scale}, config.seed, used, iou3d, miou2d, same)
+        )
+    return out
+
+
+def footprint_px(scene, cameras: Sequence) -> float:
+    """Median over views and visible Gaussians of the projected footprint's larger standard
+    deviation in pixels, without the rasterizer's low-pass term."""
+    from gsbp_ros.raster import project_gaussians
+
+    sigmas = []
+    for cam in cameras:
+        p = project_gaussians(scene, cam.to_device(scene.device), eps2d=0.0)
+        cov = p.covars2d[p.valid].double()
+        a, b, c = cov[:, 0], cov[:, 1], cov[:, 2]
+        largest = (a + c) / 2 + torch.sqrt(((a - c) / 2) ** 2 + b * b)
+        sigmas.append(largest.clamp_min(0).sqrt().cpu())
+    return float(torch.cat(sigmas).median()) if sigmas else float("nan")
 
 
 def summarize(results: Sequence[RunResult], names: Sequence[str]) -> list[dict]:
@@ -238,7 +292,7 @@ def summarize(results: Sequence[RunResult], names: Sequence[str]) -> list[dict]:
         runs = row["runs"]
         per_object = {n: float(np.mean([r.iou3d[base][n] for r in runs])) for n in names}
         seed_means = [float(np.mean([r.iou3d[base][n] for n in names])) for r in runs]
-        same = all(r.iou3d[finish_label(*f)] == r.iou3d[base] for r in runs for f in FINISHES[1:])
+        same = all(r.same_3d for r in runs)
         out.append(
             {
                 "group": row["group"],
