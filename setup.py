@@ -23,6 +23,7 @@ setup(
     extras_require={
         "gpu": ["gsplat>=1.4"],
         "cleanup": ["open3d"],
+        "eval": ["scipy", "matplotlib"],  # gsbp eval: label-map corruptions, report plots
     },
     entry_points={"console_scripts": ["gsbp = gsbp_ros.cli:main"]},
 )

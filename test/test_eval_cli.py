@@ -59,6 +59,7 @@ def test_robustness_and_baseline_write_a_report_with_plots(demo, tmp_path):
         assert heading in text, heading
     assert "| 50% |" in text and "distillation: Adam, 20 it." in text
     assert "least-squares optimum (CG)" in text and "gsbp eval --demo out/scene" in text
+    assert "## Summary" in text and "back-projection reaches a mean 3D IoU" in text
     # one plot per axis with more than one level, and the baseline's
     assert "![Views dropped](quality_drop.png)" in text
     for name in ("quality_drop.png", "quality_baseline.png"):

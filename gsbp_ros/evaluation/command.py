@@ -132,14 +132,14 @@ def run_eval(args: argparse.Namespace, progress: ProgressFactory) -> int:
     sweep_cfg = _sweep_config(args) if args.robustness else None
     data = _load_data(args)
     results: dict = {"data": data.description, "seed": args.seed}
-    md = _header(args, data)
+    demo_md: list[str] = []
     if args.demo:
         from gsbp_ros.evaluation.demo import demo_rows, rows_markdown
 
         print("clean demo queries ...", file=sys.stderr)
         rows = demo_rows(args.demo, device=args.device, engine=args.engine)
         results["demo"] = rows
-        md += [
+        demo_md = [
             "## Clean label maps, every view (`gsbp eval --demo`)",
             "",
             "Text prompts on the object label maps of all views, as the node answers them, and "
@@ -148,19 +148,23 @@ def run_eval(args: argparse.Namespace, progress: ProgressFactory) -> int:
             *rows_markdown(rows),
             "",
         ]
-    plots = out is not None and out.suffix == ".md" and not args.no_plots
+    plots = out if out is not None and out.suffix == ".md" and not args.no_plots else None
+    sweep_md, sweep_rows, base_md, base_res = [], [], [], []
     if sweep_cfg is not None:
-        md += _sweep(data, sweep_cfg, results, progress, out if plots else None)
+        sweep_md, sweep_rows = _sweep(data, sweep_cfg, results, progress, plots)
     if args.baseline:
-        md += _baseline(args, data, results, out if plots else None)
-    if args.demo:
-        from gsbp_ros.evaluation.report import benchmark_section
+        base_md, base_res = _baseline(args, data, results, plots)
+    from gsbp_ros.evaluation.report import benchmark_section, summary_section
 
-        md += benchmark_section()
-    elapsed = time.monotonic() - t0
-    md += [
-        f"Whole run: {elapsed:.0f} s on {_machine()}; 1-minute load average at the end "
-        f"{load_average()} (the machine is shared: wall times vary, CPU times less).",
+    md = [
+        *_header(args, data),
+        *summary_section(sweep_rows, base_res),
+        *demo_md,
+        *sweep_md,
+        *base_md,
+        *(benchmark_section() if args.demo else []),
+        f"Whole run: {time.monotonic() - t0:.0f} s on {_machine()}; 1-minute load average at "
+        f"the end {load_average()} (the machine is shared: wall times vary, CPU times less).",
         "",
     ]
     _write(out, md, results)
@@ -207,7 +211,8 @@ def _header(args: argparse.Namespace, data) -> list[str]:
     ]
 
 
-def _sweep(data, cfg, results: dict, progress: ProgressFactory, out: Path | None) -> list[str]:
+def _sweep(data, cfg, results: dict, progress: ProgressFactory, out: Path | None):
+    """(markdown lines, summary rows) of the robustness sweep."""
     from gsbp_ros.evaluation.report import sweep_section
     from gsbp_ros.evaluation.robustness import AXES, footprint_px, run_sweep, summarize
 
@@ -234,7 +239,7 @@ def _sweep(data, cfg, results: dict, progress: ProgressFactory, out: Path | None
                 png = out.with_name(f"{out.stem}_{axis}.png")
                 plot_axis(axis_rows, axis, data.names, png)
                 plots[axis] = png.name
-    return [
+    lines = [
         "## Robustness sweep",
         "",
         f"{len(runs)} runs in {seconds:.0f} s: {cfg.seeds} seeds (seeds {cfg.seed}.."
@@ -246,9 +251,11 @@ def _sweep(data, cfg, results: dict, progress: ProgressFactory, out: Path | None
         "",
         *sweep_section(rows, data.names, cfg, plots, footprint),
     ]
+    return lines, rows
 
 
-def _baseline(args, data, results: dict, out: Path | None) -> list[str]:
+def _baseline(args, data, results: dict, out: Path | None):
+    """(markdown lines, results) of back-projection vs distillation."""
     from gsbp_ros.evaluation.comparison import ComparisonConfig, compare
     from gsbp_ros.evaluation.report import comparison_section
 
@@ -282,7 +289,7 @@ def _baseline(args, data, results: dict, out: Path | None) -> list[str]:
             f"stored weights: at the median {t * 1000:.0f} ms of CPU time per view's weights "
             f"measured here, {max(its)} iterations would add about {max(its) * t:.0f} s."
         )
-    return [
+    lines = [
         "## Distillation baseline, side by side",
         "",
         "Same scene, same input views, same label maps (as one-hot codes), same query rule. "
@@ -308,6 +315,7 @@ def _baseline(args, data, results: dict, out: Path | None) -> list[str]:
         "",
         *comparison_section(res, data.names, plot),
     ]
+    return lines, res
 
 
 def _run_demo_only(args: argparse.Namespace, out: Path | None) -> int:

@@ -58,6 +58,53 @@ def load_average() -> str:
         return "n/a"
 
 
+def summary_section(rows: Sequence[dict], results: Sequence[MethodResult]) -> list[str]:
+    """A few generated sentences: the acceptance outcome and the distillation verdict."""
+    out = []
+    combined = [r for r in rows if r["group"] == "combined"]
+    if combined:
+        met = [
+            describe_condition(r["condition"])
+            for r in combined
+            if min(r["iou3d"].values()) >= ACCEPT
+        ]
+        missed = [
+            f"{describe_condition(r['condition'])} (lowest: {min(r['iou3d'], key=r['iou3d'].get)} "
+            f"{_f(min(r['iou3d'].values()))}, short by {_f(ACCEPT - min(r['iou3d'].values()))})"
+            for r in combined
+            if min(r["iou3d"].values()) < ACCEPT
+        ]
+        text = f"Per-object 3D IoU >= {ACCEPT} (mean over seeds) "
+        text += f"holds with {'; '.join(met)}" if met else "holds in no combined condition"
+        text += f"; it does not with {'; '.join(missed)}." if missed else "."
+        out += [f"- {text}"]
+    conds: list[str] = []
+    for r in results:
+        if describe_condition(r.condition) not in conds:
+            conds.append(describe_condition(r.condition))
+    for c in conds:
+        group = [r for r in results if describe_condition(r.condition) == c]
+        bp = next((r for r in group if r.method == BACKPROJECTION), None)
+        others = [r for r in group if r is not bp]
+        if bp is None or not others:
+            continue
+        better = [r for r in others if round(r.mean3d, 3) > round(bp.mean3d, 3)]
+        worse = [r for r in others if round(r.mean3d, 3) < round(bp.mean3d, 3)]
+        text = (
+            f"{c}: back-projection reaches a mean 3D IoU of {_f(bp.mean3d)} in "
+            f"{bp.cpu_seconds:.1f} s of CPU time"
+        )
+        if better:
+            text += "; higher with " + ", ".join(
+                f"{r.method} ({_f(r.mean3d)}, {r.cpu_seconds / bp.cpu_seconds:.1f}x the CPU time)"
+                for r in better
+            )
+        if worse:
+            text += "; lower with " + ", ".join(f"{r.method} ({_f(r.mean3d)})" for r in worse)
+        out += [f"- {text}."]
+    return ["## Summary", "", *out, ""] if out else []
+
+
 def sweep_section(
     rows: Sequence[dict],
     names: Sequence[str],
