@@ -58,7 +58,10 @@ def test_robustness_and_baseline_write_a_report_with_plots(demo, tmp_path):
     ):
         assert heading in text, heading
     assert "| 50% |" in text and "distillation: Adam, 20 it." in text
-    assert "least-squares optimum (CG)" in text and "gsbp eval --demo out/scene" in text
+    assert "least-squares optimum (CG)" in text
+    assert (
+        f"gsbp demo-scene --out {demo} && gsbp eval --demo {demo} --robustness --baseline" in text
+    )
     assert "## Summary" in text and "back-projection reaches a mean 3D IoU" in text
     # one plot per axis with more than one level, and the baseline's
     assert "![Views dropped](quality_drop.png)" in text
@@ -72,15 +75,17 @@ def test_any_scene_with_ground_truth_json_holds_every_run(demo, tmp_path):
     out = tmp_path / "q.json"
     args = ["eval", "--scene", str(demo / "scene.ply"), "--cameras", str(demo / "sparse" / "0"),
             "--label-maps", str(demo / "labels" / "objects"), "--gt", str(demo / "labels.npy"),
-            "--robustness", "--baseline", *FAST, "--out", str(out)]  # fmt: skip
+            "--robustness", "--baseline", *FAST, "--holdout", "0", "--out", str(out)]  # fmt: skip
     assert main(args) == 0
-    res = json.loads(out.read_text())
+    res = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    assert res["sweep"]["rows"][0]["miou2d"]["expected"] is None  # no held-out view
     assert "demo" not in res  # the clean demo table is for --demo only
     assert len(res["sweep"]["runs"]) == 3  # drop 0, drop 0.5, flip 0.3; one seed each
     rows = res["sweep"]["rows"]
     assert rows[0]["condition"] == {"drop": 0.0} and rows[0]["mean3d"] > 0.8
     methods = [r["method"] for r in res["baseline"]]
     assert methods.count("back-projection (expected)") == 2  # clean and corrupted input
+    assert all(r["views"] == 8 for r in res["baseline"][:4])  # nothing held out
     assert "distillation: Adam, 5 it." in methods and "distillation: Adam, 20 it." in methods
     for r in res["baseline"]:
         assert r["seconds"] > 0 and r["cpu_seconds"] > 0
@@ -132,3 +137,12 @@ def test_plotting_is_imported_only_when_plots_are_drawn():
         cwd=Path(__file__).resolve().parents[1],
     )  # fmt: skip
     assert out.stdout.strip() == "False"
+
+
+def test_docs_command_is_what_the_report_quotes():
+    from gsbp_ros.cli import build_parser
+    from gsbp_ros.evaluation.command import DOCS_COMMAND, command_line
+
+    eval_part = DOCS_COMMAND.split(" && ")[1]
+    args = build_parser().parse_args(eval_part.split()[1:])
+    assert f"gsbp demo-scene --out {args.demo} && {command_line(args)}" == DOCS_COMMAND
