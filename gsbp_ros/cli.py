@@ -10,7 +10,8 @@ examples:
     gsbp overlay     --scene S --cameras C --indices sel.json --view I --out PNG
     gsbp grasps      --scene S ... --indices sel.json | --text mug --out grasps.json [--png P]
     gsbp bench       --out docs/benchmarks.md
-    gsbp eval        --demo DIR                    IoU of text segmentation on the demo scene
+    gsbp eval        --demo DIR [--robustness] [--baseline] [--out quality.md]
+    gsbp eval        --benchmark DIR --sources clip --clip-model M   LERF-Mask / 3D-OVS 2D mIoU
 
 S may be a scene file or a training output folder (Inria output, splatfacto export); without
 --cameras the camera file next to it is used (else orbit views) and DINOv2/CLIP run on the
@@ -460,9 +461,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from gsbp_ros.evaluate import evaluate_demo
+    from gsbp_ros.evaluation.command import run_eval
 
-    return evaluate_demo(args)
+    return run_eval(args, progress=ProgressPrinter)
 
 
 # -- parser ----------------------------------------------------------------------------------
@@ -654,9 +655,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_arguments(p)
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("eval", help="IoU of segmentation/transfer on the demo scene")
-    p.add_argument("--demo", required=True, help="folder written by gsbp demo-scene")
-    p.add_argument("--out", default="")
+    p = sub.add_parser(
+        "eval",
+        help="accuracy, robustness sweep, distillation baseline, benchmark protocol",
+        description="Accuracy against ground truth (--demo), robustness to degraded label maps "
+        "(--robustness), back-projection vs distillation (--baseline), and the 2D mIoU "
+        "protocol of LERF-Mask / 3D-OVS layouts (--benchmark; bring the data). "
+        "See docs/quality.md.",
+    )
+    from gsbp_ros.evaluation.command import add_eval_arguments
+
+    add_eval_arguments(p)
     p.set_defaults(func=cmd_eval)
     return ap
 
