@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from gsbp_ros.camera import Camera
+from gsbp_ros.raster.options import DEFAULT_RASTER_OPTIONS, RasterOptions
 from gsbp_ros.scene import GaussianScene
 
 
@@ -30,12 +31,17 @@ class WeightBank:
 
     Args:
         scene: the splats (their device is where the weights live).
-        engine: raster engine ("auto", "torch", "gsplat").
-        options: more keywords of :func:`~gsbp_ros.raster.compute_view_weights`, e.g.
-            ``rasterize_mode="antialiased"``.
+        engine: raster engine ("auto", "numba", "gsplat", "torch").
+        options: raster settings, e.g. ``RasterOptions(rasterize_mode="antialiased")``.
     """
 
-    def __init__(self, scene: GaussianScene, *, engine: str = "auto", **options) -> None:
+    def __init__(
+        self,
+        scene: GaussianScene,
+        *,
+        engine: str = "auto",
+        options: RasterOptions = DEFAULT_RASTER_OPTIONS,
+    ) -> None:
         self.scene = scene
         self.engine = engine
         self.options = options
@@ -49,7 +55,10 @@ class WeightBank:
         if key not in self._weights:
             view = camera.scaled(scale) if scale != 1.0 else camera
             self._weights[key] = compute_view_weights(
-                self.scene, view.to_device(self.scene.device), engine=self.engine, **self.options
+                self.scene,
+                view.to_device(self.scene.device),
+                engine=self.engine,
+                options=self.options,
             )
         return self._weights[key]
 
@@ -121,8 +130,9 @@ def lift(
 
 
 def label_queries(source, name: str) -> tuple[Tensor, Tensor]:
-    """([1, D] positive, [L-1, D] negative) codes of a label prompt: the engine's rule for
-    label prompts without explicit negatives (every other label is a negative)."""
+    """([1, D] positive, [Q, D] negative) codes of a label prompt: the engine's rule for
+    label prompts without explicit negatives (every other label is a negative, and so is the
+    background that unlabelled pixels voted for, where the source has one)."""
     from gsbp_ros.query import label_query_codes
 
     names = list(source.label_names)
@@ -134,6 +144,9 @@ def label_queries(source, name: str) -> tuple[Tensor, Tensor]:
         if others
         else torch.zeros(0, pos.shape[1])
     )
+    background = getattr(source, "background_code", None)
+    if background is not None:
+        neg = torch.cat([neg, background[None].to(neg)])
     return pos, neg
 
 

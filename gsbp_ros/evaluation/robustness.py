@@ -36,6 +36,7 @@ from gsbp_ros.evaluation.lifting import (
     select_label,
 )
 from gsbp_ros.evaluation.metrics import class_mean_iou, iou
+from gsbp_ros.raster.options import RasterOptions
 
 #: (mode, normalize) ways to finish the lifting, in report order.
 FINISHES: list[tuple[str, bool]] = [
@@ -249,7 +250,9 @@ def run_sweep(
 def _antialiased_scales(data, config, train, test, clean, bank, files) -> list[RunResult]:
     """The clean maps lifted at each scale < 1 with antialiased rasterization (opacity
     compensation for footprints the low-pass widens); scored like every run."""
-    aa = WeightBank(data.scene, engine=config.engine, rasterize_mode="antialiased")
+    aa = WeightBank(
+        data.scene, engine=config.engine, options=RasterOptions(rasterize_mode="antialiased")
+    )
     source = files.source(clean)
     out = []
     for scale in sorted({s for s in config.scale if s < 1.0}, reverse=True):
@@ -269,7 +272,7 @@ def footprint_px(scene, cameras: Sequence) -> float:
 
     sigmas = []
     for cam in cameras:
-        p = project_gaussians(scene, cam.to_device(scene.device), eps2d=0.0)
+        p = project_gaussians(scene, cam.to_device(scene.device), options=RasterOptions(eps2d=0.0))
         cov = p.covars2d[p.valid].double()
         a, b, c = cov[:, 0], cov[:, 1], cov[:, 2]
         largest = (a + c) / 2 + torch.sqrt(((a - c) / 2) ** 2 + b * b)
