@@ -332,7 +332,7 @@ def test_gripper_geometry() -> None:
 
 def test_grasp_bench_rows_describe_a_3000_gaussian_region() -> None:
     """The latency helper `gsbp bench` calls (no speed asserted: numbers go to the docs)."""
-    from gsbp_ros.grasp_bench import grasp_bench_rows
+    from gsbp_ros.bench.grasps import grasp_bench_rows
 
     rows = grasp_bench_rows(quick=True, repeat=1)
     assert len(rows) == 1

@@ -249,6 +249,34 @@ def to_markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _grasp_section() -> str:
+    from gsbp_ros.bench.grasps import grasp_bench_rows
+
+    rows = grasp_bench_rows()
+    cols = list(rows[0])
+    lines = ["Grasp planning on a region of ~3,000 Gaussians (the demo's whole mug):", ""]
+    lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(r[c] for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _startup_section(args: argparse.Namespace) -> str:
+    from gsbp_ros.bench.startup import measure_startup, ros_package_available
+
+    head = "Node start-up on the demo scene, process start to 'services up' (median of 5):"
+    if not ros_package_available():
+        return head + " not measured: the ROS package is not built (source install/setup.bash)."
+    try:
+        res = measure_startup(repeat=5)
+    except (RuntimeError, OSError) as exc:
+        return f"{head} not measured: {exc}"
+    lines = [head, "", "| configuration | start-up (s) | runs (s) |", "|---|---|---|"]
+    for name, r in res.items():
+        runs = ", ".join(f"{t:.1f}" for t in r["runs_s"])
+        lines.append(f"| {name} | {r['median_s']:.1f} | {runs} |")
+    return "\n".join(lines)
+
+
 def write_section(path: Path, machine: str, body: str) -> None:
     """Replace this machine's section of the benchmarks document, keep the others."""
     from gsbp_ros.fileio import atomic_write
@@ -279,6 +307,8 @@ def run_bench(args: argparse.Namespace) -> int:
 
     rows = measure(plan, log=lambda m: print(m, file=sys.stderr, flush=True), on_row=save)
     table = to_markdown(rows)
+    if not args.quick:
+        table += "\n\n" + _grasp_section() + "\n\n" + _startup_section(args)
     print(table)
     if args.out:
         cmd = "gsbp bench" + (" --quick" if args.quick else "") + f" --device {device.type}"
