@@ -461,6 +461,20 @@ def _snap(u: np.ndarray, snap_deg: float) -> np.ndarray:
     return u
 
 
+def pick_view(cameras: Sequence[Camera], view: str) -> Camera:
+    """The camera a user names: an index (``"3"``), an image name or its stem."""
+    if view.isdigit():
+        i = int(view)
+        if i >= len(cameras):
+            raise CameraError(f"view index {i} is out of range (there are {len(cameras)} views)")
+        return cameras[i]
+    for c in cameras:
+        if view in (c.name, c.stem):
+            return c
+    examples = ", ".join(c.stem for c in cameras[:5])
+    raise CameraError(f"no view named {view!r}; e.g. {examples}")
+
+
 def look_at(eye: Any, target: Any, up: Any = (0.0, 0.0, 1.0)) -> np.ndarray:
     """[4, 4] float64 world-to-camera (OpenCV axes) for a camera at ``eye`` facing ``target``
     with ``up`` pointing up in the image."""

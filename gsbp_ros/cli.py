@@ -122,17 +122,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def _pick_view(cams, view: str):
-    from gsbp_ros.errors import CameraError
+    from gsbp_ros.cameras import pick_view
 
-    if view.isdigit():
-        i = int(view)
-        if i >= len(cams):
-            raise CameraError(f"view index {i} is out of range (there are {len(cams)} views)")
-        return cams[i]
-    for c in cams:
-        if view in (c.name, c.stem):
-            return c
-    raise CameraError(f"no view named {view!r}; e.g. {', '.join(c.stem for c in cams[:5])}")
+    return pick_view(cams, view)
 
 
 def _color(text: str) -> tuple[float, float, float]:
@@ -361,7 +353,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 def _write_overlay(engine, sel, png: str, view: str, args: argparse.Namespace) -> None:
     """Text: the paper's 2D rule (Eq. 7) on the rendered field. Points: the 3D selection."""
 
-    from gsbp_ros.overlay import overlay_mask, save_png
+    from gsbp_ros.overlay import overlay_mask, save_png, selection_pixels
     from gsbp_ros.raster import compute_view_weights, render_rgb
 
     cam = _pick_view(engine.cameras, view)
@@ -371,25 +363,15 @@ def _write_overlay(engine, sel, png: str, view: str, args: argparse.Namespace) -
         cfg = engine.config
         w = compute_view_weights(engine.scene, cam, engine=cfg.engine, options=cfg.raster)
         rgb = render_rgb(engine.scene, cam, weights=w, background=(1.0, 1.0, 1.0)).numpy()
-        mask = _selection_pixels(w, sel.indices)
+        mask = selection_pixels(w, sel.indices)
     save_png(overlay_mask(rgb, mask), png)
     print(f"  overlay of view {cam.name} ({int(mask.sum())} pixels) -> {png}")
-
-
-def _selection_pixels(weights, indices: np.ndarray) -> np.ndarray:
-    """[H, W] bool: opaque pixels where the selected Gaussians carry most of the weight."""
-    import torch
-
-    chosen = torch.zeros(weights.num_gaussians, 1)
-    chosen[torch.from_numpy(np.asarray(indices, dtype=np.int64))] = 1.0
-    alpha = weights.alpha()
-    return ((weights.render(chosen)[..., 0] > 0.5 * alpha) & (alpha > 0.5)).numpy()
 
 
 def cmd_overlay(args: argparse.Namespace) -> int:
     """Tint the pixels where selected Gaussians dominate the render of one view."""
 
-    from gsbp_ros.overlay import color_for, overlay_mask, save_png
+    from gsbp_ros.overlay import color_for, overlay_mask, save_png, selection_pixels
     from gsbp_ros.raster import compute_view_weights, render_rgb
 
     scene, cams = _scene_and_cameras(args.scene, args.cameras, 24, 256)
@@ -408,7 +390,7 @@ def cmd_overlay(args: argparse.Namespace) -> int:
         idx = np.asarray(doc[key] if isinstance(doc[key], list) else doc[key]["indices"])
         if idx.size and (idx.min() < 0 or idx.max() >= scene.num_gaussians):
             raise GsbpError(f"selection {key!r} has indices outside [0, {scene.num_gaussians})")
-        mask = _selection_pixels(w, idx)
+        mask = selection_pixels(w, idx)
         full = (rgb * 255 + 0.5).astype(np.uint8)
         out[mask] = overlay_mask(full, mask, color=color_for(i), alpha=0.8)[mask]
         rgb255 = tuple(round(255 * c) for c in color_for(i))

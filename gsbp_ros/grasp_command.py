@@ -177,7 +177,7 @@ def write_grasp_png(
 ) -> str:
     """Render a view zoomed onto the region and the grippers, wash it out, tint the region
     and draw the best :data:`MAX_DRAWN` grippers (the best in green, on top)."""
-    from gsbp_ros.cli import _pick_view
+    from gsbp_ros.cameras import pick_view
     from gsbp_ros.gripper import gripper_corners
     from gsbp_ros.overlay import (
         color_for,
@@ -193,7 +193,7 @@ def write_grasp_png(
     poses = grasps.poses()[:MAX_DRAWN]
     corners = [gripper_corners(gripper, grasps.widths[i], p) for i, p in enumerate(poses)]
     if view != "auto":
-        cam = _pick_view(engine.cameras, view)
+        cam = pick_view(engine.cameras, view)
     elif corners:
         cam = best_view(engine.cameras, corners[0])
     else:
