@@ -271,22 +271,11 @@ def _transform_arg(text: str) -> list[float]:
 
 def _label_names(text: str, label_maps: str) -> list[str]:
     """Names from --label-names, or from a names.json beside/above the label maps."""
+    from gsbp_ros.features.labels import label_names_near
+
     if text:
         return _csv(text)
-    if not label_maps:
-        return []
-    folder = Path(label_maps)
-    for cand in (
-        folder / "names.json",
-        folder.parent / "names.json",
-        folder.parent.parent / "names.json",
-    ):
-        if cand.is_file():
-            names = json.loads(cand.read_text())
-            if isinstance(names, dict):
-                names = names.get(folder.name) or names.get("objects") or []
-            return [str(n) for n in names]
-    return []
+    return label_names_near(label_maps) if label_maps else []
 
 
 def _start_engine(args: argparse.Namespace):

@@ -147,17 +147,14 @@ def _load_data(args: argparse.Namespace):
 
 
 def _names_near(folder: Path) -> list[str]:
-    for cand in (
-        folder / "names.json",
-        folder.parent / "names.json",
-        folder.parent.parent / "names.json",
-    ):
-        if cand.is_file():
-            names = json.loads(cand.read_text())
-            if isinstance(names, dict):
-                names = names.get(folder.name) or names.get("objects") or []
-            return [str(n) for n in names]
-    raise GsbpError("no label names: give --label-names a,b,c or put a names.json beside the maps")
+    from gsbp_ros.features.labels import label_names_near
+
+    names = label_names_near(folder)
+    if not names:
+        raise GsbpError(
+            "no label names: give --label-names a,b,c or put a names.json beside the maps"
+        )
+    return names
 
 
 def _device(name: str):

@@ -29,6 +29,7 @@ from gsbp_ros.features.base import FeatureSource
 from gsbp_ros.features.encoding import train_identity_codes
 from gsbp_ros.fileio import sha256_file
 from gsbp_ros.images import read_label_image
+from gsbp_ros.jsonio import read_json
 from gsbp_ros.query import label_key, match_label
 
 ENCODINGS = ("onehot", "contrastive")
@@ -47,6 +48,23 @@ def resize_nearest(labels: np.ndarray, height: int, width: int) -> np.ndarray:
     rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.int64), h - 1)
     cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.int64), w - 1)
     return labels[rows[:, None], cols[None, :]]
+
+
+def label_names_near(label_maps: str | Path) -> list[str]:
+    """The label names of a label-map folder from a ``names.json`` beside or above it (as
+    ``gsbp demo-scene`` writes: a list, or per-folder lists under the folder's name or
+    "objects"); [] when there is none."""
+    folder = Path(label_maps)
+    for cand in (folder, folder.parent, folder.parent.parent):
+        cand = cand / "names.json"
+        if cand.is_file():
+            names = read_json(cand, error=FeatureError, what="label names")
+            if isinstance(names, dict):
+                names = names.get(folder.name) or names.get("objects") or []
+            if not isinstance(names, list):
+                raise FeatureError(f"{cand}: expected a list of label names")
+            return [str(n) for n in names]
+    return []
 
 
 class LabelMapSource(FeatureSource):

@@ -380,9 +380,13 @@ class NumbaViewWeights(ViewWeights):
 
     def _fold(self, pairs: _Pairs, in_h: int, in_w: int):
         """Entries ``(g, s, v)`` of ``W^T Up``, segmented like the pairs."""
-        ty0, ty1, wy0, wy1 = (t.numpy() for t in linear_taps(self.height, in_h))
-        tx0, tx1, wx0, wx1 = (t.numpy() for t in linear_taps(self.width, in_w))
-        ty0, ty1, tx0, tx1 = (t.astype(np.int32) for t in (ty0, ty1, tx0, tx1))
+        y0, y1, wy0, wy1 = (t.numpy() for t in linear_taps(self.height, in_h))
+        x0, x1, wx0, wx1 = (t.numpy() for t in linear_taps(self.width, in_w))
+        i32 = np.int32
+        taps = self._k.Taps(
+            y0.astype(i32), y1.astype(i32), wy0, wy1, x0.astype(i32), x1.astype(i32), wx0, wx1,
+            in_w,
+        )  # fmt: skip
         cap = 4 * pairs.counts  # at most 4 taps per pair
         starts = np.zeros_like(cap)
         starts[1:] = np.cumsum(cap)[:-1]
@@ -399,28 +403,9 @@ class NumbaViewWeights(ViewWeights):
                     local.scratch = np.zeros(in_h * in_w, dtype=np.float64)
                     local.touched = np.empty(in_h * in_w, dtype=np.int32)
                 return k.fold_band(
-                    pairs.g,
-                    pairs.p,
-                    pairs.w,
-                    int(pairs.starts[b]),
-                    int(pairs.counts[b]),
-                    self.width,
-                    ty0,
-                    ty1,
-                    wy0,
-                    wy1,
-                    tx0,
-                    tx1,
-                    wx0,
-                    wx1,
-                    in_w,
-                    local.scratch,
-                    local.touched,
-                    og,
-                    os_,
-                    ov,
-                    int(starts[b]),
-                )
+                    pairs.g, pairs.p, pairs.w, int(pairs.starts[b]), int(pairs.counts[b]),
+                    self.width, taps, local.scratch, local.touched, og, os_, ov, int(starts[b]),
+                )  # fmt: skip
 
             return run
 

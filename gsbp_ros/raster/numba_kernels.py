@@ -29,6 +29,11 @@ Splats = namedtuple("Splats", ["gid", "y0", "y1", "mx", "my", "ca", "cb", "cc", 
 """The depth-ordered Gaussians of a view as the band kernels read them (see the module
 docstring): one array per field, index j = the j-th Gaussian front to back."""
 
+Taps = namedtuple("Taps", ["y0", "y1", "wy0", "wy1", "x0", "x1", "wx0", "wx1", "in_w"])
+"""Separable bilinear taps of an ``in_h x in_w`` map resized to the view: output row y reads
+source rows ``y0[y]``, ``y1[y]`` with weights ``wy0[y]``, ``wy1[y]`` (int32 / float64 [H]),
+likewise for columns ([W]); source sample ``s = row * in_w + col``."""
+
 _F0 = np.float32(0.0)
 _F05 = np.float32(0.5)
 _F1 = np.float32(1.0)
@@ -123,29 +128,7 @@ def band_pairs(row_lo, row_hi, s, width, trans, done, out_g, out_p, out_w, start
 
 
 @njit(nogil=True, cache=True)
-def fold_band(
-    g,
-    p,
-    w,
-    start,
-    count,
-    width,
-    ty0,
-    ty1,
-    wy0,
-    wy1,
-    tx0,
-    tx1,
-    wx0,
-    wx1,
-    in_w,
-    scratch,
-    touched,
-    out_g,
-    out_s,
-    out_v,
-    out_start,
-):
+def fold_band(g, p, w, start, count, width, taps, scratch, touched, out_g, out_s, out_v, out_start):
     """Fold bilinear upsampling into one band's weights: ``(W^T Up)`` entries of the band.
 
     For each run of pairs of one Gaussian, spread every weight over the 4 taps of its pixel
@@ -166,23 +149,23 @@ def fold_band(
             wi = np.float64(w[i])
             for r in range(2):
                 if r == 0:
-                    sr = ty0[y]
-                    fr = wy0[y]
+                    sr = taps.y0[y]
+                    fr = taps.wy0[y]
                 else:
-                    sr = ty1[y]
-                    fr = wy1[y]
+                    sr = taps.y1[y]
+                    fr = taps.wy1[y]
                 if fr == 0.0:
                     continue
                 for q in range(2):
                     if q == 0:
-                        sc = tx0[x]
-                        fc = wx0[x]
+                        sc = taps.x0[x]
+                        fc = taps.wx0[x]
                     else:
-                        sc = tx1[x]
-                        fc = wx1[x]
+                        sc = taps.x1[x]
+                        fc = taps.wx1[x]
                     if fc == 0.0:
                         continue
-                    s = sr * in_w + sc
+                    s = sr * taps.in_w + sc
                     if scratch[s] == 0.0:
                         touched[n_touched] = s
                         n_touched += 1
