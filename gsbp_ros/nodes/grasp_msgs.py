@@ -10,6 +10,7 @@ object), +y closing direction, +x = y x z.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,16 +25,9 @@ from gsbp_ros.gripper import ParallelJawGripper
 from gsbp_ros.nodes.frame_msgs import SceneToFrame
 from gsbp_ros.results import GraspSet
 
-#: Node parameters that shape grasps (gsbp_ros/nodes/params.py declares them).
-GRIPPER_FIELDS = (
-    "max_opening",
-    "finger_length",
-    "finger_width",
-    "finger_thickness",
-    "palm_depth",
-    "clearance",
-    "approach_distance",
-)
+#: Node parameters that shape grasps (gsbp_ros/nodes/params.py declares them): one
+#: ``gripper.<field>`` per field of the gripper model.
+GRIPPER_FIELDS = tuple(f.name for f in dataclasses.fields(ParallelJawGripper))
 GRASP_PARAMETERS = ("max_grasps", "grasp_labels", *(f"gripper.{f}" for f in GRIPPER_FIELDS))
 #: Marker namespace of the grippers in ~/affordance_markers.
 GRASP_MARKER_NS = "grippers"

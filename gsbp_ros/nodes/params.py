@@ -469,16 +469,9 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "diagnostics_period": (lambda v: v > 0, "must be positive"),
     "max_grasps": (lambda v: v >= 0, "must be at least 0 (0 = no grasps)"),
     **{
-        f"gripper.{name}": (lambda v: math.isfinite(v) and v > 0, "must be a positive number")
-        for name in (
-            "max_opening",
-            "finger_length",
-            "finger_width",
-            "finger_thickness",
-            "palm_depth",
-            "clearance",
-            "approach_distance",
-        )
+        p.name: (lambda v: math.isfinite(v) and v > 0, "must be a positive number")
+        for p in PARAMS
+        if p.name.startswith("gripper.")
     },
 }
 
