@@ -186,8 +186,8 @@ def to_markdown(rows: list[dict]) -> str:
     per_view = [r for r in rows if r["method"] not in ("lift", "precision")]
     lines = [
         "| Gaussians | view | feature map | method | time per view (s) | peak memory (GB) "
-        "| weights per view | paper / ours |",
-        "|---|---|---|---|---|---|---|---|",
+        "| weights per view | paper / ours | load |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in per_view:
         fmap = f"{r['map'][0]}x{r['map'][1]}x{r['channels']}"
@@ -201,7 +201,7 @@ def to_markdown(rows: list[dict]) -> str:
         if "error" in r:
             lines.append(
                 f"| {r['gaussians']} | {r['width']}x{r['height']} | {fmap} | {name} "
-                f"| not measured: {r['error']} | | | |"
+                f"| not measured: {r['error']} | | | | |"
             )
             continue
         t = f"{r['median_s']:.3f}"
@@ -213,7 +213,7 @@ def to_markdown(rows: list[dict]) -> str:
             ratio = f">= {ratio}" if ratio else ""
         lines.append(
             f"| {r['gaussians']} | {r['width']}x{r['height']} | {fmap} | {name} | {t} "
-            f"| {_gb(r)} | {r.get('nnz', '')} | {ratio} |"
+            f"| {_gb(r)} | {r.get('nnz', '')} | {ratio} | {r.get('load_before', 0):.1f} |"
         )
     lifts = [r for r in rows if r["method"] == "lift"]
     if lifts:
@@ -316,7 +316,8 @@ def run_bench(args: argparse.Namespace) -> int:
             f"Measured {time.strftime('%Y-%m-%d')} with `{cmd}` in {time.monotonic() - t0:.0f} s "
             "(each row a fresh process; time per view = median over the views after a "
             "warm-up view; peak memory = the process's peak RSS, or torch's peak CUDA "
-            "allocation).\n\n" + table
+            "allocation; load = the machine's 1-minute load average when the row started).\n\n"
+            + table
         )
         write_section(Path(args.out), machine, body)
         print(f"wrote {args.out}")
