@@ -176,6 +176,25 @@ def measure(plan: Plan, log=print, on_row=None) -> list[dict]:
     return rows
 
 
+def _row_key(row: dict) -> tuple:
+    return (row["method"], row["gaussians"], row["width"], row["height"], row["device"])
+
+
+def merge_rows(previous: list[dict], new: list[dict]) -> list[dict]:
+    """``previous`` rows with those measured again replaced (same method, scene, view and
+    device), in ``previous``'s order; new kinds of rows go at the end. Ratios are redone
+    against the ours-row of the same scene and view."""
+    fresh = {_row_key(r): r for r in new}
+    out = [fresh.pop(_row_key(r), r) for r in previous] + list(fresh.values())
+    ours = {
+        _row_key(r)[1:]: r for r in out if r["method"] in ("numba", "gsplat") and "error" not in r
+    }
+    for r in out:
+        if r["method"] == "paper" and "error" not in r and _row_key(r)[1:] in ours:
+            r["ratio"] = r["median_s"] / ours[_row_key(r)[1:]]["median_s"]
+    return out
+
+
 def _gb(row: dict) -> str:
     if "gpu_peak_gb" in row:
         return f"{row['gpu_peak_gb']:.2f} (GPU)"
@@ -306,6 +325,9 @@ def run_bench(args: argparse.Namespace) -> int:
             Path(args.json).write_text(json.dumps(rows, indent=1))
 
     rows = measure(plan, log=lambda m: print(m, file=sys.stderr, flush=True), on_row=save)
+    if args.update:
+        rows = merge_rows(json.loads(Path(args.update).read_text()), rows)
+        save(rows)
     table = to_markdown(rows)
     if not args.quick:
         table += "\n\n" + _grasp_section() + "\n\n" + _startup_section(args)
@@ -327,6 +349,11 @@ def run_bench(args: argparse.Namespace) -> int:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="", help="markdown file to update (e.g. docs/benchmarks.md)")
     p.add_argument("--json", default="", help="also write the raw rows as JSON")
+    p.add_argument(
+        "--update",
+        default="",
+        help="rows of an earlier run (its --json): keep them, replacing the rows measured now",
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--quick", action="store_true", help="one small row (a smoke test)")
     p.add_argument("--sizes", default="20000,300000,1000000", help="Gaussians per scene")

@@ -38,13 +38,19 @@ def _start_once(params_file: Path, overrides: list[str], timeout: float) -> floa
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True
     )
+    seen: list[str] = []
     try:
         for line in proc.stdout:
             if READY in line:
                 return time.monotonic() - t0
+            seen.append(line.strip())
             if time.monotonic() - t0 > timeout:
                 break
-        raise RuntimeError(f"the node did not report '{READY}' within {timeout:.0f} s")
+        last = seen[-1] if seen else "(no output)"
+        raise RuntimeError(
+            f"the node did not report '{READY}' within {timeout:.0f} s (exit "
+            f"{proc.poll()}; last line: {last})"
+        )
     finally:
         proc.terminate()
         try:
