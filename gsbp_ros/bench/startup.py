@@ -59,12 +59,25 @@ def _start_once(params_file: Path, overrides: list[str], timeout: float) -> floa
             proc.kill()
 
 
+def _params_file() -> Path:
+    """The package's config/gsbp.yaml: from the ament index of the built package, else the
+    source checkout this module lives in."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        installed = Path(get_package_share_directory("gsbp_ros")) / "config" / "gsbp.yaml"
+        if installed.is_file():
+            return installed
+    except (ImportError, LookupError):
+        pass
+    return Path(__file__).resolve().parents[2] / "config" / "gsbp.yaml"
+
+
 def measure_startup(*, repeat: int = 5, timeout: float = 120.0) -> dict:
     """Median start-up times (s): defaults only, the demo's label maps cold, and warm."""
     from gsbp_ros.demo_scene import write_demo_scene
 
-    root = Path(__file__).resolve().parents[2]
-    params = root / "config" / "gsbp.yaml"
+    params = _params_file()
     with tempfile.TemporaryDirectory(prefix="gsbp-startup-") as tmp:
         demo = Path(tmp) / "demo"
         write_demo_scene(demo)
