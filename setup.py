@@ -24,6 +24,7 @@ setup(
     extras_require={
         "gpu": ["gsplat>=1.5,<1.6"],  # the series the CUDA tests hold
         "cleanup": ["open3d"],
+        "eval": ["scipy", "matplotlib"],  # gsbp eval: label-map corruptions, report plots
         "fast-digest": ["blake3"],  # feature-cache digest ~5x faster than hashlib's SHA-256
     },
     entry_points={"console_scripts": ["gsbp = gsbp_ros.cli:main"]},

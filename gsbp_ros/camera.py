@@ -2,18 +2,23 @@
 
 Convention: ``world_to_cam`` maps world points to OpenCV camera axes (x right, y down,
 z forward), as COLMAP stores poses and gsplat's ``viewmats`` expect. Pixel (u, v) has its
-centre at (u + 0.5, v + 0.5). Readers for COLMAP / transforms.json live in
-:mod:`gsbp_ros.cameras`.
+centre at (u + 0.5, v + 0.5). Camera files are read by :func:`gsbp_ros.cameras.load_cameras`.
 """
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
 
 from gsbp_ros.errors import CameraError
+
+#: Largest image side a camera may have. A view of 16384 x 16384 pixels already needs
+#: gigabytes per back-projected view; larger sizes in a camera file are a mistake (or an
+#: attack) and would otherwise turn into allocations of tens of gigabytes.
+MAX_IMAGE_SIDE = 16384
 
 
 @dataclass
@@ -40,8 +45,20 @@ class Camera:
         self.world_to_cam = torch.as_tensor(self.world_to_cam, dtype=torch.float32)
         if tuple(self.K.shape) != (3, 3) or tuple(self.world_to_cam.shape) != (4, 4):
             raise CameraError(f"camera {self.name!r}: K must be [3,3] and world_to_cam [4,4]")
+        for side in (self.width, self.height):
+            if isinstance(side, bool) or not isinstance(side, numbers.Integral):
+                raise CameraError(
+                    f"camera {self.name!r}: width and height must be whole numbers, "
+                    f"got {self.width!r} x {self.height!r}"
+                )
+        self.width, self.height = int(self.width), int(self.height)
         if self.width <= 0 or self.height <= 0:
             raise CameraError(f"camera {self.name!r}: size {self.width}x{self.height} is empty")
+        if max(self.width, self.height) > MAX_IMAGE_SIDE:
+            raise CameraError(
+                f"camera {self.name!r}: size {self.width}x{self.height} exceeds "
+                f"{MAX_IMAGE_SIDE} pixels per side"
+            )
         if not (torch.isfinite(self.K).all() and torch.isfinite(self.world_to_cam).all()):
             raise CameraError(f"camera {self.name!r}: non-finite intrinsics or pose")
         if self.K[0, 0] <= 0 or self.K[1, 1] <= 0:
@@ -52,6 +69,11 @@ class Camera:
         """File name without directories and extension: the key for feature maps."""
         base = self.name.replace("\\", "/").rsplit("/", 1)[-1]
         return base.rsplit(".", 1)[0] if "." in base else base
+
+    def pinhole(self) -> tuple[float, float, float, float]:
+        """(fx, fy, cx, cy) as Python floats."""
+        K = self.K.double()
+        return float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
 
     @property
     def cam_to_world(self) -> Tensor:

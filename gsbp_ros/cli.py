@@ -8,8 +8,14 @@ examples:
     gsbp segment     --scene S ... --text mug [--negative table] [--out-ply P] [--png PNG]
     gsbp transfer    --scene S ... --images I1 I2 --masks M1 M2 --labels grasp,contain
     gsbp overlay     --scene S --cameras C --indices sel.json --view I --out PNG
+    gsbp grasps      --scene S ... --indices sel.json | --text mug --out grasps.json [--png P]
     gsbp bench       --out docs/benchmarks.md
-    gsbp eval        --demo DIR                    IoU of text segmentation on the demo scene
+    gsbp eval        --demo DIR [--robustness] [--baseline] [--out quality.md]
+    gsbp eval        --benchmark DIR --sources clip --clip-model M   LERF-Mask / 3D-OVS 2D mIoU
+
+S may be a scene file or a training output folder (Inria output, splatfacto export); without
+--cameras the camera file next to it is used (else orbit views) and DINOv2/CLIP run on the
+photos found beside it (--images DIR or none to choose). Which files were picked is printed.
 
 Every failure prints one line ``gsbp: error: ...`` and exits non-zero; outputs are written
 atomically, so a failed run leaves no partial file.
@@ -80,12 +86,22 @@ def _floats(items: list[str], n: int, flag: str) -> np.ndarray:
     return np.array(rows, dtype=np.float64).reshape(-1, n)
 
 
-def _load_cameras_or_orbit(scene, cameras: str, views: int, size: int):
-    from gsbp_ros.cameras import cameras_for_scene, load_cameras
+def _scene_and_cameras(scene_path: str, cameras: str, views: int, size: int):
+    """The scene and its cameras (next to it when ``cameras`` is '', else ``views`` orbit
+    views, or an error when ``views`` is 0); says on stderr which files it picked."""
+    from gsbp_ros.cameras import cameras_for_scene
+    from gsbp_ros.captures import find_capture
 
-    if cameras:
-        return load_cameras(cameras)
-    return cameras_for_scene(scene, num_views=views, width=size, height=size)
+    capture = find_capture(scene_path, cameras, "none")
+    scene = capture.load_scene()
+    cams = capture.load_cameras()
+    for line in capture.describe(photos=False):
+        print(f"  {line}", file=sys.stderr)
+    if cams is None and not views:
+        raise GsbpError(f"no cameras for {scene_path}: pass --cameras")
+    if cams is None:
+        cams = cameras_for_scene(scene, num_views=views, width=size, height=size)
+    return scene, cams
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -93,10 +109,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     from gsbp_ros.overlay import save_png
     from gsbp_ros.raster import render_rgb
-    from gsbp_ros.scene import GaussianScene
 
-    scene = GaussianScene.load(args.scene)
-    cams = _load_cameras_or_orbit(scene, args.cameras, args.views, args.size)
+    scene, cams = _scene_and_cameras(args.scene, args.cameras, args.views, args.size)
     cam = _pick_view(cams, args.view)
     if args.scale != 1.0:
         cam = cam.scaled(args.scale)
@@ -108,17 +122,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def _pick_view(cams, view: str):
-    from gsbp_ros.errors import CameraError
+    from gsbp_ros.cameras import pick_view
 
-    if view.isdigit():
-        i = int(view)
-        if i >= len(cams):
-            raise CameraError(f"view index {i} is out of range (there are {len(cams)} views)")
-        return cams[i]
-    for c in cams:
-        if view in (c.name, c.stem):
-            return c
-    raise CameraError(f"no view named {view!r}; e.g. {', '.join(c.stem for c in cams[:5])}")
+    return pick_view(cams, view)
 
 
 def _color(text: str) -> tuple[float, float, float]:
@@ -164,12 +170,9 @@ def cmd_backproject(args: argparse.Namespace) -> int:
 
 def _backproject(args: argparse.Namespace, rank: int, world: int, device_name: str) -> int:
     from gsbp_ros.backproject import NpyFeatureMaps, backproject
-    from gsbp_ros.cameras import load_cameras
     from gsbp_ros.engine import resolve_device
-    from gsbp_ros.scene import GaussianScene
 
-    scene = GaussianScene.load(args.scene)
-    cams = load_cameras(args.cameras)
+    scene, cams = _scene_and_cameras(args.scene, args.cameras, 0, 0)
     maps = NpyFeatureMaps(args.features_dir)
     have = [c for c in cams if (maps.folder / f"{c.stem}.npy").exists()]
     for c in cams:
@@ -241,6 +244,8 @@ def _engine_config(args: argparse.Namespace):
         engine=args.engine,
         raster=_raster_options(args),
         max_pairs=args.max_pairs,
+        images_dir=args.capture_images,
+        allow_downloads=args.allow_downloads,
     )
 
 
@@ -266,22 +271,11 @@ def _transform_arg(text: str) -> list[float]:
 
 def _label_names(text: str, label_maps: str) -> list[str]:
     """Names from --label-names, or from a names.json beside/above the label maps."""
+    from gsbp_ros.features.labels import label_names_near
+
     if text:
         return _csv(text)
-    if not label_maps:
-        return []
-    folder = Path(label_maps)
-    for cand in (
-        folder / "names.json",
-        folder.parent / "names.json",
-        folder.parent.parent / "names.json",
-    ):
-        if cand.is_file():
-            names = json.loads(cand.read_text())
-            if isinstance(names, dict):
-                names = names.get(folder.name) or names.get("objects") or []
-            return [str(n) for n in names]
-    return []
+    return label_names_near(label_maps) if label_maps else []
 
 
 def _start_engine(args: argparse.Namespace):
@@ -348,7 +342,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 def _write_overlay(engine, sel, png: str, view: str, args: argparse.Namespace) -> None:
     """Text: the paper's 2D rule (Eq. 7) on the rendered field. Points: the 3D selection."""
 
-    from gsbp_ros.overlay import overlay_mask, save_png
+    from gsbp_ros.overlay import overlay_mask, save_png, selection_pixels
     from gsbp_ros.raster import compute_view_weights, render_rgb
 
     cam = _pick_view(engine.cameras, view)
@@ -358,30 +352,19 @@ def _write_overlay(engine, sel, png: str, view: str, args: argparse.Namespace) -
         cfg = engine.config
         w = compute_view_weights(engine.scene, cam, engine=cfg.engine, options=cfg.raster)
         rgb = render_rgb(engine.scene, cam, weights=w, background=(1.0, 1.0, 1.0)).numpy()
-        mask = _selection_pixels(w, sel.indices)
+        mask = selection_pixels(w, sel.indices)
     save_png(overlay_mask(rgb, mask), png)
     print(f"  overlay of view {cam.name} ({int(mask.sum())} pixels) -> {png}")
-
-
-def _selection_pixels(weights, indices: np.ndarray) -> np.ndarray:
-    """[H, W] bool: opaque pixels where the selected Gaussians carry most of the weight."""
-    import torch
-
-    chosen = torch.zeros(weights.num_gaussians, 1)
-    chosen[torch.from_numpy(np.asarray(indices, dtype=np.int64))] = 1.0
-    alpha = weights.alpha()
-    return ((weights.render(chosen)[..., 0] > 0.5 * alpha) & (alpha > 0.5)).numpy()
 
 
 def cmd_overlay(args: argparse.Namespace) -> int:
     """Tint the pixels where selected Gaussians dominate the render of one view."""
 
-    from gsbp_ros.overlay import color_for, overlay_mask, save_png
+    from gsbp_ros.overlay import color_for, overlay_mask, save_png, selection_pixels
     from gsbp_ros.raster import compute_view_weights, render_rgb
-    from gsbp_ros.scene import GaussianScene
 
-    scene = GaussianScene.load(args.scene)
-    cam = _pick_view(_load_cameras_or_orbit(scene, args.cameras, 24, 256), args.view)
+    scene, cams = _scene_and_cameras(args.scene, args.cameras, 24, 256)
+    cam = _pick_view(cams, args.view)
     if args.scale != 1.0:
         cam = cam.scaled(args.scale)
     doc = json.loads(Path(args.indices).read_text())
@@ -396,7 +379,7 @@ def cmd_overlay(args: argparse.Namespace) -> int:
         idx = np.asarray(doc[key] if isinstance(doc[key], list) else doc[key]["indices"])
         if idx.size and (idx.min() < 0 or idx.max() >= scene.num_gaussians):
             raise GsbpError(f"selection {key!r} has indices outside [0, {scene.num_gaussians})")
-        mask = _selection_pixels(w, idx)
+        mask = selection_pixels(w, idx)
         full = (rgb * 255 + 0.5).astype(np.uint8)
         out[mask] = overlay_mask(full, mask, color=color_for(i), alpha=0.8)[mask]
         rgb255 = tuple(round(255 * c) for c in color_for(i))
@@ -436,6 +419,12 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_grasps(args: argparse.Namespace) -> int:
+    from gsbp_ros.grasp_command import run_grasps
+
+    return run_grasps(args, _start_engine(args))
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from gsbp_ros.bench import run_bench
 
@@ -443,9 +432,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from gsbp_ros.evaluate import evaluate_demo
+    from gsbp_ros.evaluation.command import run_eval
 
-    return evaluate_demo(args)
+    return run_eval(args, progress=ProgressPrinter)
 
 
 # -- parser ----------------------------------------------------------------------------------
@@ -488,9 +477,31 @@ def _raster_options(args: argparse.Namespace):
     )
 
 
-def _add_engine_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--scene", required=True, help="Inria .ply or gsplat checkpoint")
-    p.add_argument("--cameras", default="", help="COLMAP model or transforms.json ('' = orbit)")
+SCENE_HELP = (
+    "scene file (.ply, .splat, gsplat checkpoint) or training output folder (Inria "
+    "point_cloud/iteration_N, splatfacto export with dataparser_transforms.json)"
+)
+CAMERAS_HELP = (
+    "COLMAP model, transforms.json, transforms_train.json or cameras.json; '' = found next "
+    "to the scene, else orbit views; 'orbit' = orbit views"
+)
+
+
+def _add_engine_args(p: argparse.ArgumentParser, *, images_flag: str = "--images") -> None:
+    p.add_argument("--scene", required=True, help=SCENE_HELP)
+    p.add_argument("--cameras", default="", help=CAMERAS_HELP)
+    p.add_argument(
+        images_flag,
+        dest="capture_images",
+        default="",
+        help="photos of the cameras for DINOv2/CLIP (matched by image name); '' = found next "
+        "to the cameras, 'none' = renders only",
+    )
+    p.add_argument(
+        "--allow-downloads",
+        action="store_true",
+        help="let Hugging Face hub ids download when not cached (default: local files only)",
+    )
     p.add_argument(
         "--cameras-transform",
         default="",
@@ -534,8 +545,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo_scene)
 
     p = sub.add_parser("render", help="render one view to PNG")
-    p.add_argument("--scene", required=True)
-    p.add_argument("--cameras", default="")
+    p.add_argument("--scene", required=True, help=SCENE_HELP)
+    p.add_argument("--cameras", default="", help=CAMERAS_HELP)
     p.add_argument("--view", default="0", help="index or image name")
     p.add_argument("--views", type=int, default=24)
     p.add_argument("--size", type=int, default=256)
@@ -546,8 +557,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("backproject", help="back-project precomputed .npy feature maps")
-    p.add_argument("--scene", required=True)
-    p.add_argument("--cameras", required=True)
+    p.add_argument("--scene", required=True, help=SCENE_HELP)
+    p.add_argument("--cameras", default="", help=CAMERAS_HELP.replace(", else orbit views", ""))
     p.add_argument("--features-dir", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--mode", default="expected", choices=["expected", "accumulated"])
@@ -582,7 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_segment)
 
     p = sub.add_parser("transfer", help="affordance transfer from annotated source images")
-    _add_engine_args(p)
+    _add_engine_args(p, images_flag="--scene-images")
     p.add_argument("--images", nargs="+", required=True)
     p.add_argument("--masks", nargs="+", required=True)
     p.add_argument("--labels", required=True, help="comma list: mask value v -> labels[v-1]")
@@ -592,8 +603,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_transfer)
 
     p = sub.add_parser("overlay", help="tint selections (indices JSON) on a rendered view")
-    p.add_argument("--scene", required=True)
-    p.add_argument("--cameras", default="")
+    p.add_argument("--scene", required=True, help=SCENE_HELP)
+    p.add_argument("--cameras", default="", help=CAMERAS_HELP)
     p.add_argument("--indices", required=True, help='JSON: {"name": [indices], ...}')
     p.add_argument("--key", default="", help="comma list of selections to draw (default all)")
     p.add_argument("--view", default="0")
@@ -602,15 +613,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_raster_args(p)
     p.set_defaults(func=cmd_overlay)
 
+    p = sub.add_parser("grasps", help="ranked parallel-jaw grasps on a selection or a prompt")
+    _add_engine_args(p)
+    from gsbp_ros.grasp_command import add_arguments as add_grasp_arguments
+
+    add_grasp_arguments(p)
+    p.set_defaults(func=cmd_grasps)
+
     p = sub.add_parser("bench", help="our engines vs the paper's method; a markdown table")
     from gsbp_ros.bench import add_arguments as add_bench_arguments
 
     add_bench_arguments(p)
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("eval", help="IoU of segmentation/transfer on the demo scene")
-    p.add_argument("--demo", required=True, help="folder written by gsbp demo-scene")
-    p.add_argument("--out", default="")
+    p = sub.add_parser(
+        "eval",
+        help="accuracy, robustness sweep, distillation baseline, benchmark protocol",
+        description="Accuracy against ground truth (--demo), robustness to degraded label maps "
+        "(--robustness), back-projection vs distillation (--baseline), and the 2D mIoU "
+        "protocol of LERF-Mask / 3D-OVS layouts (--benchmark; bring the data). "
+        "See docs/quality.md.",
+    )
+    from gsbp_ros.evaluation.command import add_eval_arguments
+
+    add_eval_arguments(p)
     p.set_defaults(func=cmd_eval)
     return ap
 

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,8 +22,12 @@ from gsbp_ros.camera import Camera
 from gsbp_ros.errors import FeatureError, GsbpError, QueryError
 from gsbp_ros.field import FeatureField
 from gsbp_ros.raster.options import RasterOptions
-from gsbp_ros.results import Labelling, Selection
+from gsbp_ros.results import GraspSet, Labelling, Selection
 from gsbp_ros.scene import SH_C0, GaussianScene
+
+if TYPE_CHECKING:
+    from gsbp_ros.grasps import GraspOptions
+    from gsbp_ros.gripper import ParallelJawGripper
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +38,14 @@ class NotReadyError(GsbpError):
 
 @dataclass
 class EngineConfig:
-    """Everything the engine needs; the node fills it from its parameters."""
+    """Everything the engine needs; the node fills it from its parameters.
+
+    ``scene_path`` may be a scene file or a training output folder, ``cameras_path`` empty
+    (cameras next to the scene, else orbit views), ``"orbit"`` or a camera file/folder, and
+    ``images_dir`` empty (photos found next to the cameras), ``"none"`` or a folder: see
+    :mod:`gsbp_ros.captures`. ``cameras_transform`` applies after the capture's own frame
+    transform (a splatfacto export's dataparser transform).
+    """
 
     scene_path: str
     cameras_path: str = ""
@@ -63,11 +75,18 @@ class EngineConfig:
     # Memory bound of the raster engine per view: (Gaussian, pixel) pairs held at once
     # (0 = the engine's default, ~200 MB).
     max_pairs: int = 0
+    # Real photos as the input of DINOv2/CLIP: "" = found next to the cameras, "none" = renders.
+    images_dir: str = ""
+    # Let hub model ids download when not in the local cache (off: fail fast offline).
+    allow_downloads: bool = False
 
 
 @dataclass
 class EngineStatus:
     state: str = "idle"  # idle | loading | backprojecting | ready | failed
+    # What start-up is doing now, in words ("loading scene", "loading models (dinov2, clip)",
+    # "back-projecting 3/24 views", ...); "ready" or "failed" at the end.
+    phase: str = "not started"
     views_done: int = 0
     views_total: int = 0
     eta_s: float | None = None
@@ -118,11 +137,13 @@ class GsbpEngine:
         self.field: FeatureField | None = None
         self.device = torch.device("cpu")
         self.last_selection: Selection | None = None
+        self.capture = None  # gsbp_ros.captures.Capture once start-up resolved the paths
         # Device copies made once at start-up: per-request transfers of an [N, C] field
         # would dominate query latency on a GPU.
         self._scene_dev: GaussianScene | None = None
         self._features: dict[str, torch.Tensor] = {}
         self._weights: dict[str, torch.Tensor] = {}
+        self._collision: tuple | None = None  # (options key, grasps.CollisionModel)
 
     # -- status -------------------------------------------------------------------------------
     def status(self) -> EngineStatus:
@@ -142,7 +163,7 @@ class GsbpEngine:
         if s.state == "backprojecting":
             raise NotReadyError(
                 f"not ready: back-projecting {s.views_done}/{s.views_total} views"
-                + (f" (ETA {s.eta_s:.0f} s)" if s.eta_s is not None else "")
+                + (f" (ETA {s.eta_s:.0f} s)" if s.eta_s is not None and s.views_done else "")
             )
         if s.state == "failed":
             raise NotReadyError(f"not ready: start-up failed: {s.message}")
@@ -155,15 +176,22 @@ class GsbpEngine:
         try:
             self._start()
         except GsbpError as exc:
-            self._set(state="failed", message=str(exc))
+            self._set(state="failed", phase="failed", message=str(exc))
             self._error(f"start-up failed: {exc}")
             return
         except Exception as exc:  # a node must survive anything start-up throws
             log.exception("start-up failed")
-            self._set(state="failed", message=f"internal error: {type(exc).__name__}: {exc}")
+            msg = f"internal error: {type(exc).__name__}: {exc}"
+            self._set(state="failed", phase="failed", message=msg)
             self._error(f"start-up failed: {type(exc).__name__}: {exc}")
             return
-        self._set(state="ready", message="ready", startup_s=time.monotonic() - t0, eta_s=0.0)
+        self._set(
+            state="ready",
+            phase="ready",
+            message="ready",
+            startup_s=time.monotonic() - t0,
+            eta_s=0.0,
+        )
         s = self.status()
         inactive = "; ".join(f"{k}: {v}" for k, v in s.inactive_sources.items())
         if s.active_sources:
@@ -177,26 +205,39 @@ class GsbpEngine:
                 f"({inactive or 'feature_sources is empty'}): only save_region can be served"
             )
 
+    def _phase(self, phase: str, state: str = "loading") -> None:
+        """Say what start-up does now (status, "not ready" answers, diagnostics)."""
+        self._set(state=state, phase=phase, message=phase)
+
     def _start(self) -> None:
         from gsbp_ros.backproject import backproject
-        from gsbp_ros.cameras import cameras_for_scene, load_cameras
+        from gsbp_ros.cameras import cameras_for_scene, transform_cameras
+        from gsbp_ros.captures import find_capture
         from gsbp_ros.field import cache_key, load_or_build
 
         cfg = self.config
-        self._set(state="loading", message=f"loading scene {cfg.scene_path}")
+        self._phase(f"loading scene {cfg.scene_path}")
         _remove_stale_outputs(cfg.output_dir, self._log)
         self.device = resolve_device(cfg.device)
-        self.scene = GaussianScene.load(cfg.scene_path)
+        capture = find_capture(cfg.scene_path, cfg.cameras_path, cfg.images_dir)
+        self.capture = capture
+        self._phase(f"loading scene {capture.scene_file}")
+        self.scene = capture.load_scene()
         self._scene_dev = self.scene.to(self.device)
         self._set(num_gaussians=self.scene.num_gaussians)
-        if cfg.cameras_path:
-            cams = load_cameras(cfg.cameras_path, world_transform=_world_transform(cfg))
-        else:
+        self._phase(f"loading cameras {capture.cameras_path or '(orbit views)'}")
+        transform = _world_transform(cfg)
+        cams = capture.load_cameras()
+        if cams is None:
             s = cfg.generated_view_size
             cams = cameras_for_scene(
                 self.scene, num_views=cfg.num_generated_views, width=s, height=s
             )
+        elif transform is not None:
+            cams = transform_cameras(cams, transform)
         self.cameras = select_views(cams, cfg.max_views)
+        for line in capture.describe(photos=False):
+            self._log(line)
         from gsbp_ros.raster import engine_report
 
         self._log(
@@ -205,15 +246,18 @@ class GsbpEngine:
             f"{engine_report(cfg.engine, self.device)}"
         )
         self._load_sources()
+        photos = self._attach_photos(capture)
         if not self.sources:
             self._set(active_sources=[], message="no feature source is active")
             return
         total = len(self.cameras)
-        self._set(state="backprojecting", views_total=total, views_done=0, message="")
+        self._phase(f"rendering and back-projecting 0/{total} views", state="backprojecting")
+        self._set(views_total=total, views_done=0)
         last_log = [0.0]
 
         def progress(done: int, total: int, eta: float | None) -> None:
-            self._set(views_done=done, views_total=total, eta_s=eta)
+            phase = f"back-projecting {done}/{total} views"
+            self._set(views_done=done, views_total=total, eta_s=eta, phase=phase, message=phase)
             now = time.monotonic()
             if now - last_log[0] > 2.0 or done == total:
                 last_log[0] = now
@@ -226,7 +270,10 @@ class GsbpEngine:
             **cfg.raster.cache_key(),
         }
         key = cache_key(
-            scene_path=cfg.scene_path, cameras=self.cameras, sources=self.sources, params=params
+            scene_path=capture.scene_file,
+            cameras=self.cameras,
+            sources=self.sources,
+            params=params,
         )
 
         def build() -> FeatureField:
@@ -257,6 +304,35 @@ class GsbpEngine:
         self._set(cache_hit=hit, views_done=total)
         if hit:
             self._log(f"loaded feature field from cache ({cfg.cache_dir})")
+        elif photos is not None:
+            used, rendered = photos.counts()
+            self._log(f"feature input: {used} photos, {rendered} renders (views without a photo)")
+
+    def _attach_photos(self, capture) -> object | None:
+        """Give the active DINOv2/CLIP sources the views' photos (instead of their renders);
+        returns the PhotoSet, or None when they run on renders."""
+        from gsbp_ros.photos import PhotoSet
+
+        image_sources = [s for n, s in self.sources.items() if n in ("dinov2", "clip")]
+        if not image_sources:
+            return None
+        if capture.images_dir is None:
+            self._log(f"photos: none ({capture.images_note or 'features from renders'})")
+            return None
+        self._phase(f"matching photos in {capture.images_dir}")
+        photos = PhotoSet(capture.images_dir, self.cameras)
+        if not photos.paths and capture.images_given:
+            example = self.cameras[0].name if self.cameras else "?"
+            raise FeatureError(
+                f"images folder {capture.images_dir} has no photo of any of the "
+                f"{len(self.cameras)} views (e.g. none named like {example!r})"
+            )
+        self._log(f"photos: {photos.summary()} ({capture.images_note})")
+        if not photos.paths:
+            return None
+        for source in image_sources:
+            source.photos = photos
+        return photos
 
     def _warn_if_unseen(self) -> None:
         """Most Gaussians unseen is the signature of cameras in another frame than the splats
@@ -270,7 +346,8 @@ class GsbpEngine:
             self._warn(
                 f"the views saw only {100 * fraction:.0f}% of the Gaussians; if the "
                 "scene is a gsplat checkpoint trained with normalize_world_space=True, its "
-                "cameras must be transformed the same way (see gsbp_ros/cameras.py)"
+                "cameras must be transformed the same way (see gsbp_ros/cameras.py); a "
+                "splatfacto export needs its dataparser_transforms.json next to the .ply"
             )
 
     def _load_sources(self) -> None:
@@ -279,6 +356,9 @@ class GsbpEngine:
         cfg = self.config
         inactive: dict[str, str] = {}
         models = {"dinov2": cfg.dinov2_model, "clip": cfg.clip_model}
+        wanted = [n for n in cfg.feature_sources if n in models]
+        if wanted:
+            self._phase(f"loading models ({', '.join(wanted)})")
         for name in cfg.feature_sources:
             try:
                 if name in models:
@@ -286,6 +366,7 @@ class GsbpEngine:
                         "model": models[name],
                         "input_size": cfg.feature_input_size,
                         "device": self.device,
+                        "allow_downloads": cfg.allow_downloads,
                     }
                 elif name == "labels":
                     if not cfg.label_maps_dir or not cfg.label_names:
@@ -324,20 +405,69 @@ class GsbpEngine:
 
     def _region_context(self) -> dict:
         """Everything a region summary needs besides the indices (query.selection_from_indices)."""
-        from gsbp_ros.regions import gaussian_normals
+        from gsbp_ros.regions import gaussian_normals, region_weights
 
         log_scales = self.scene.log_scales.cpu().numpy()
         quats = self.scene.quats.cpu().numpy()
-        vp = None
-        if self.field is not None and self.field.viewpoints is not None:
-            vp = self.field.viewpoints.cpu().numpy()
+        vp, seen_weight = self._view_points()
+        opacity = torch.sigmoid(self.scene.logit_opacities).cpu().numpy()
         return {
             "normals_fn": lambda idx: gaussian_normals(log_scales[idx], quats[idx]),
             "camera_centers": np.stack([c.center.numpy() for c in self.cameras])
             if self.cameras
             else None,
             "view_points": vp,
+            "weights": region_weights(opacity, seen_weight),
         }
+
+    def _view_points(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """([N, 3] where each Gaussian's cameras stood, its own mean where none saw it;
+        [N] its largest back-projection weight over the sources), None where unknown."""
+        vp, seen_weight = None, None
+        if self.field is not None and self.field.weights:
+            seen_weight = np.max([w.cpu().numpy() for w in self.field.weights.values()], axis=0)
+        if self.field is not None and self.field.viewpoints is not None:
+            vp = self.field.viewpoints.cpu().numpy().astype(np.float64)
+            if seen_weight is not None:  # the field stores zeros for "never seen"
+                unseen = seen_weight <= 0
+                vp[unseen] = self.scene.means.cpu().numpy()[unseen]
+        return vp, seen_weight
+
+    def plan_grasps(
+        self,
+        selection: Selection,
+        *,
+        gripper: ParallelJawGripper | None = None,
+        options: GraspOptions | None = None,
+    ) -> GraspSet:
+        """Ranked parallel-jaw grasps on a selection (:func:`gsbp_ros.grasps.plan_grasps`),
+        in scene units and the scene's frame; the scene's solids are built on first use."""
+        from gsbp_ros.grasps import CollisionModel, GraspOptions, plan_grasps
+
+        self.check_ready()
+        options = (options or GraspOptions()).validated()
+        with self._lock:
+            key = (options.collision_opacity, options.support_sigmas)
+            if self._collision is None or self._collision[0] != key:
+                sc = self.scene
+                model = CollisionModel.from_gaussians(
+                    sc.means.cpu().numpy(),
+                    sc.quats.cpu().numpy(),
+                    sc.log_scales.cpu().numpy(),
+                    torch.sigmoid(sc.logit_opacities).cpu().numpy(),
+                    opacity_threshold=key[0],
+                    support_sigmas=key[1],
+                )
+                self._collision = (key, model)
+            return plan_grasps(
+                self._collision[1],
+                selection.indices,
+                selection.scores,
+                gripper=gripper,
+                options=options,
+                view_points=self._view_points()[0],
+                name=selection.name,
+            )
 
     # -- queries ------------------------------------------------------------------------------
     def _text_queries(
@@ -369,6 +499,12 @@ class GsbpEngine:
                 if negative
                 else torch.zeros(0, dim)
             )
+            # Unlabelled pixels voted for the background: a label wins only where it
+            # outweighs them too (see gsbp_ros.features.labels).
+            background = getattr(labels, "background_code", None)
+            if background is not None:
+                neg_q = torch.cat([neg_q, background[None].to(neg_q)])
+                negative = [*negative, "(unlabelled)"]
             return "labels", pos_q, neg_q, negative
         if "clip" not in self.sources and labels is not None:
             unknown = [p for p in positive if not _is_label(p, names)]
@@ -622,6 +758,7 @@ class GsbpEngine:
             normals=ctx["normals_fn"](idx),
             camera_centers=ctx["camera_centers"],
             view_points=ctx["view_points"],
+            weights=ctx["weights"],
         )
 
     def save_region(

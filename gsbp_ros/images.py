@@ -21,9 +21,14 @@ def _open_errors() -> tuple[type[BaseException], ...]:
     return (OSError, ValueError, Image.DecompressionBombError)
 
 
-def read_rgb_image(path: str | Path) -> np.ndarray:
-    """[H, W, 3] uint8 RGB from an image file (alpha dropped, greyscale expanded).
+def read_rgb_image(
+    path: str | Path, *, background: tuple[float, float, float] | None = None
+) -> np.ndarray:
+    """[H, W, 3] uint8 RGB from an image file (greyscale expanded).
 
+    Alpha is dropped, or, with ``background`` (RGB in 0..1), the image is composited over
+    it: a NeRF-synthetic photo with a transparent background then looks like a render of the
+    same view over that background.
     16-bit greyscale files (Pillow modes ``I;16*`` and ``I``) are scaled to 8 bits;
     Pillow's own ``convert("RGB")`` would clip every value above 255 to white.
     """
@@ -33,7 +38,13 @@ def read_rgb_image(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             if not im.mode.startswith("I"):
-                return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+                has_alpha = im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info
+                if background is None or not has_alpha:
+                    return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+                rgba = np.asarray(im.convert("RGBA"), dtype=np.float64) / 255.0
+                bg = np.asarray(background, dtype=np.float64)
+                out = rgba[..., :3] * rgba[..., 3:] + bg * (1.0 - rgba[..., 3:])
+                return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
             wide = np.asarray(im).astype(np.int64)
     except _open_errors() as exc:
         raise FeatureError(f"cannot read image {path}: {exc}") from exc

@@ -183,3 +183,89 @@ def mask_2d(
         f.reshape(h * w, c), positive, negative, threshold=threshold, seen=seen
     )
     return mask.reshape(h, w)
+
+
+# -- grippers on a render ----------------------------------------------------------------------
+#: Colours of drawn grippers: the best grasp, then the others (RGB in 0..1).
+BEST_GRASP_COLOR: tuple[float, float, float] = (0.10, 0.80, 0.10)
+OTHER_GRASP_COLOR: tuple[float, float, float] = (0.10, 0.55, 0.95)
+
+
+def project_points(camera, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """([P, 2] pixel coordinates (x right, y down; pixel (u, v) spans [u, u+1)), [P] depth
+    along the optical axis) of world points seen by ``camera``."""
+    w2c = camera.world_to_cam.double().cpu().numpy()
+    k = camera.K.double().cpu().numpy()
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 3) @ w2c[:3, :3].T + w2c[:3, 3]
+    z = p[:, 2]
+    safe = np.where(np.abs(z) > 1e-12, z, 1e-12)
+    uv = np.stack([k[0, 0] * p[:, 0] / safe + k[0, 2], k[1, 1] * p[:, 1] / safe + k[1, 2]], 1)
+    return uv, z
+
+
+def draw_grippers(
+    rgb: Tensor | np.ndarray,
+    camera,
+    corners: Sequence[np.ndarray],
+    *,
+    colors: Sequence[Sequence[float]] | None = None,
+    line_width: int = 2,
+    fill_alpha: float = 0.3,
+) -> np.ndarray:
+    """Draw grippers (their boxes' corners, e.g. :func:`gsbp_ros.gripper.gripper_corners`) on
+    a render: faces filled translucent, edges solid; the first gripper is drawn last (on top).
+
+    Args:
+        rgb: [H, W, 3] render of ``camera``'s view (uint8 or float in 0..1).
+        corners: one [B, 8, 3] array of world box corners per gripper (corner order of
+            :func:`gsbp_ros.gripper.box_corners`).
+        colors: RGB in 0..1 per gripper; default :data:`BEST_GRASP_COLOR` for the first,
+            :data:`OTHER_GRASP_COLOR` for the others.
+        line_width: pixels. fill_alpha: opacity of the faces in [0, 1].
+
+    Returns:
+        [H, W, 3] uint8. Faces and edges with a corner behind the camera are left out.
+    """
+    from PIL import Image, ImageDraw
+
+    from gsbp_ros.gripper import BOX_EDGES, BOX_FACES
+
+    img = _rgb01(rgb)
+    if img.shape[:2] != (camera.height, camera.width):
+        raise QueryError(
+            f"the image is {img.shape[1]}x{img.shape[0]} but the camera is "
+            f"{camera.width}x{camera.height}"
+        )
+    if colors is None:
+        colors = [BEST_GRASP_COLOR] + [OTHER_GRASP_COLOR] * (len(corners) - 1)
+    if len(colors) != len(corners):
+        raise QueryError(f"{len(corners)} grippers but {len(colors)} colours")
+    alpha = round(255 * _check_alpha(fill_alpha))
+    canvas = Image.fromarray(_to_uint8(img)).convert("RGBA")
+    for boxes, col in reversed(list(zip(corners, colors))):
+        layer = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
+        pen = ImageDraw.Draw(layer)
+        rgb255 = tuple(round(255 * float(c)) for c in col)
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 8, 3)
+        for box in boxes:
+            uv, z = project_points(camera, box)
+            for face in BOX_FACES:
+                if (z[list(face)] > 1e-6).all():
+                    pen.polygon([tuple(uv[i]) for i in face], fill=(*rgb255, alpha))
+        canvas = Image.alpha_composite(canvas, layer)
+        pen = ImageDraw.Draw(canvas)
+        for box in boxes:
+            uv, z = project_points(camera, box)
+            for i, j in BOX_EDGES:
+                if z[i] > 1e-6 and z[j] > 1e-6:
+                    pen.line([tuple(uv[i]), tuple(uv[j])], fill=(*rgb255, 255), width=line_width)
+    return np.asarray(canvas.convert("RGB"))
+
+
+def selection_pixels(weights, indices: np.ndarray) -> np.ndarray:
+    """[H, W] bool: opaque pixels (alpha > 0.5) where the selected Gaussians carry most of the
+    compositing weight, from a view's weights (:func:`gsbp_ros.raster.compute_view_weights`)."""
+    chosen = torch.zeros(weights.num_gaussians, 1)
+    chosen[torch.from_numpy(np.asarray(indices, dtype=np.int64))] = 1.0
+    alpha = weights.alpha()
+    return ((weights.render(chosen)[..., 0] > 0.5 * alpha) & (alpha > 0.5)).cpu().numpy()

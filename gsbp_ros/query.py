@@ -652,6 +652,7 @@ def selection_from_indices(
     camera_centers: np.ndarray | None = None,
     scene_center: np.ndarray | None = None,
     view_points: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
 ) -> Selection:
     """A :class:`Selection` with its region summary (None when empty).
 
@@ -660,6 +661,8 @@ def selection_from_indices(
         normals: [M, 3] normals of the selected Gaussians (for the approach direction).
         view_points: [N, 3] where the cameras that saw each Gaussian stood
             (:attr:`gsbp_ros.field.FeatureField.viewpoints`), to orient the normals.
+        weights: [N] geometry weight of every Gaussian (:func:`gsbp_ros.regions.region_weights`:
+            opacity x back-projection weight), so that floaters count little.
     """
     from gsbp_ros.regions import summarize_region
 
@@ -674,10 +677,12 @@ def selection_from_indices(
             camera_centers=camera_centers,
             scene_center=scene_center,
             view_points=None if view_points is None else np.asarray(view_points)[idx],
+            weights=None if weights is None else np.asarray(weights, dtype=np.float64)[idx],
         )
     info: dict[str, float | str] = {"count": float(idx.size)}
     if idx.size:
         info["mean_score"] = float(sc.mean())
+        info["trimmed"] = float(summary.num_trimmed)
     return Selection(name=name, indices=idx, scores=sc, summary=summary, info=info)
 
 
@@ -691,6 +696,7 @@ def labels_to_selections(
     normals_fn: Callable[[np.ndarray], np.ndarray] | None = None,
     camera_centers: np.ndarray | None = None,
     view_points: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
 ) -> list[Selection]:
     """One :class:`Selection` per label that holds at least one Gaussian, in label order.
 
@@ -702,8 +708,9 @@ def labels_to_selections(
         label_names: L names. means: [N, 3] Gaussian centres.
         normals_fn: maps [M] indices to [M, 3] Gaussian normals (e.g. from scales and quats,
             :func:`gsbp_ros.regions.gaussian_normals`), enabling the approach direction.
-        camera_centers: [V, 3] to orient the normals (see :func:`summarize_region`); without
-            them the normals point away from the whole scene's centroid.
+        camera_centers: [V, 3] to orient the normals (see
+            :func:`gsbp_ros.regions.orient_normals` for the order of the references).
+        view_points, weights: [N, 3], [N] (see :func:`selection_from_indices`).
     """
     lab = _numpy(labels).astype(np.int64).reshape(-1)
     conf = _numpy(confidence).astype(np.float32).reshape(-1)
@@ -732,6 +739,7 @@ def labels_to_selections(
             camera_centers=camera_centers,
             scene_center=scene_center,
             view_points=view_points,
+            weights=weights,
         )
         sel.info["label_index"] = float(i)
         out.append(sel)

@@ -16,6 +16,8 @@ gsplat checkpoint (``.pt``/``.pth``/``.ckpt``)::
                 "sh0" [N,1,3], "shN" [N,K-1,3]}, ...}
 
 loaded with ``torch.load(weights_only=True)``; a bare dict of those keys is accepted too.
+
+antimatter15 ``.splat`` files (32-byte records, lossy) are read by :mod:`gsbp_ros.scene_splat`.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from gsbp_ros.scene import GaussianScene
 
 PLY_SUFFIXES = (".ply",)
 CKPT_SUFFIXES = (".pt", ".pth", ".ckpt")
+SPLAT_SUFFIXES = (".splat",)
+SCENE_SUFFIXES = PLY_SUFFIXES + CKPT_SUFFIXES + SPLAT_SUFFIXES
 
 # PLY scalar type names (both spellings of the spec) -> numpy type codes without byte order.
 _PLY_TYPES = {
@@ -71,21 +75,28 @@ _CKPT_KEYS = ("means", "quats", "scales", "opacities", "sh0", "shN")
 
 
 def load_scene(path: str | Path) -> GaussianScene:
-    """Load a scene from an Inria ``.ply`` or a gsplat checkpoint, chosen by suffix.
+    """Load a scene from an Inria ``.ply``, a gsplat checkpoint or a ``.splat``, by suffix.
 
     Returns float32 CPU tensors. Raises :class:`SceneError` with the file name and the reason
     for a missing, unreadable, malformed or non-finite scene.
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in PLY_SUFFIXES + CKPT_SUFFIXES:
+    if suffix not in SCENE_SUFFIXES:
         raise SceneError(
             f"{path}: unknown scene file type {path.suffix!r} "
-            f"(expected .ply or a gsplat checkpoint .pt/.pth/.ckpt)"
+            f"(expected .ply, .splat or a gsplat checkpoint .pt/.pth/.ckpt)"
         )
     if not path.is_file():
         raise SceneError(f"{path}: scene file not found")
-    fields = _read_ply(path) if suffix in PLY_SUFFIXES else _read_checkpoint(path)
+    if suffix in PLY_SUFFIXES:
+        fields = _read_ply(path)
+    elif suffix in SPLAT_SUFFIXES:
+        from gsbp_ros.scene_splat import read_splat
+
+        fields = read_splat(path)
+    else:
+        fields = _read_checkpoint(path)
     try:
         return GaussianScene(**fields)
     except SceneError as e:
@@ -93,8 +104,9 @@ def load_scene(path: str | Path) -> GaussianScene:
 
 
 def save_scene(scene: GaussianScene, path: str | Path) -> None:
-    """Save ``scene`` as an Inria ``.ply`` (binary little endian float32, normals zero) or a
-    gsplat checkpoint, chosen by suffix. Written atomically: a failure leaves no partial file.
+    """Save ``scene`` as an Inria ``.ply`` (binary little endian float32, normals zero), a
+    gsplat checkpoint or a (lossy) ``.splat``, chosen by suffix. Written atomically: a
+    failure leaves no partial file.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -102,10 +114,14 @@ def save_scene(scene: GaussianScene, path: str | Path) -> None:
         _write_ply(scene, path)
     elif suffix in CKPT_SUFFIXES:
         _write_checkpoint(scene, path)
+    elif suffix in SPLAT_SUFFIXES:
+        from gsbp_ros.scene_splat import write_splat
+
+        write_splat(scene, path)
     else:
         raise SceneError(
             f"{path}: unknown scene file type {path.suffix!r} "
-            f"(expected .ply or a gsplat checkpoint .pt/.pth/.ckpt)"
+            f"(expected .ply, .splat or a gsplat checkpoint .pt/.pth/.ckpt)"
         )
 
 
@@ -120,6 +136,21 @@ def ply_property_names(sh_degree: int) -> list[str]:
         + [f"scale_{i}" for i in range(3)]
         + [f"rot_{i}" for i in range(4)]
     )
+
+
+def is_splat_ply(path: str | Path) -> bool:
+    """True when ``path`` is a PLY file whose vertices carry 3DGS properties (x, f_dc_0,
+    opacity, scale_0, rot_0): tells a splat from the sparse point clouds (``input.ply``,
+    ``sparse_pc.ply``, ``points3D.ply``) that training folders hold beside it."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            _, elements, _ = _parse_header(path, f)
+    except (OSError, SceneError):
+        return False
+    vertex = next((e for e in elements if e.name == "vertex"), None)
+    names = {name for name, _ in vertex.props} if vertex is not None else set()
+    return {"x", "f_dc_0", "opacity", "scale_0", "rot_0"} <= names
 
 
 # ---------------------------------------------------------------------------------------------

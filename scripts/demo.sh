@@ -56,6 +56,28 @@ $GSBP overlay --scene "$SCENE/scene.ply" --cameras "$SCENE/sparse/0" --indices "
 $GSBP overlay --scene "$SCENE/scene.ply" --cameras "$SCENE/sparse/0" --indices "$RES/indices.json" \
   --key affordance_grasp,affordance_contain --view "$VIEW" --scale 3 \
   --out "$RES/affordance_grasp_contain.png"
+# The same handle region (and its scores) through `gsbp grasps`: the grippers drawn on the
+# view, and the grasps compared with the node's (same planner, seed and gripper).
+$GSBP grasps --scene "$SCENE/scene.ply" --cameras "$SCENE/sparse/0" --sources labels \
+  --label-maps "$SCENE/labels/objects" --cache-dir "$OUT/cache" \
+  --indices "$RES/indices.json" --key affordance_grasp --view auto \
+  --out "$RES/grasps_cli.json" --png "$RES/grasps_handle.png" | tee "$RES/grasps_cli.txt"
+AGREE=$($PY - "$RES" <<'PYEOF'
+import json, sys
+from pathlib import Path
+import numpy as np
+res = Path(sys.argv[1])
+node = json.loads((res / "grasps.json").read_text())  # frame map = the scene (identity)
+cli = json.loads((res / "grasps_cli.json").read_text())
+same = len(node) == len(cli) and all(
+    np.allclose(a["position"], b["position"], atol=1e-3)
+    and abs(abs(np.dot(a["quaternion_xyzw"], b["quaternion_xyzw"])) - 1) < 1e-3
+    for a, b in zip(node, cli)
+)
+print(f"{len(node)} node grasps, {len(cli)} from gsbp grasps: {'the same' if same else 'DIFFERENT'}")
+PYEOF
+)
+echo "  grasps: $AGREE"
 $GSBP eval --demo "$SCENE" --out "$RES/eval.json" | tee "$RES/eval.md"
 
 cat >>"$RES/summary.md" <<TXT
@@ -72,7 +94,12 @@ poses. No randomly initialised model was used. See node.log for the sources it r
 segmented.ply, affordance_*.ply (clouds in the node's frame), segment_mug.png and
 affordance_grasp_contain.png (view $VIEW at 3x; blue = the mug / grasp, orange = contain,
 the same colours as the RViz markers; everything else washed out),
-eval.md (IoU against the ground truth), indices.json, summary.json.
+grasps_handle.png (the best three grasps on the mug handle drawn as grippers, fingers and
+palm as boxes, the best in green, the handle in orange; zoomed into the view that shows the
+best gripper most side-on, named in grasps_cli.txt),
+grasps.json (the node's ranked grasps on the handle), grasps_cli.json (the same region
+through \`gsbp grasps\`: $AGREE), eval.md (IoU against the ground truth), indices.json,
+summary.json.
 TXT
 echo
 cat "$RES/summary.md"

@@ -44,3 +44,17 @@ def test_worker_rows_and_markdown(tmp_path):
     assert "intro" in text and "## other machine\n\nold" in text
     assert text.count("## this machine") == 1 and "second run" in text
     assert "cores" in machine_description(__import__("torch").device("cpu"))
+
+
+def test_merge_rows_replaces_what_was_measured_again():
+    from gsbp_ros.bench import merge_rows
+
+    def row(method, n, t, **kw):
+        return {"method": method, "gaussians": n, "width": 64, "height": 48, "device": "cpu",
+                "median_s": t, **kw}  # fmt: skip
+
+    old = [row("numba", 10, 2.0), row("paper", 10, 8.0, ratio=4.0), row("numba", 20, 3.0)]
+    merged = merge_rows(old, [row("numba", 10, 1.0), row("lift", 10, 5.0)])
+    assert [r["method"] for r in merged] == ["numba", "paper", "numba", "lift"]
+    assert merged[0]["median_s"] == 1.0 and merged[2]["median_s"] == 3.0
+    assert merged[1]["ratio"] == 8.0  # redone against the new ours-row

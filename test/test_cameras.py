@@ -199,7 +199,7 @@ def test_distorted_models_warn_once_per_model_and_use_pinhole_part(tmp_path, cap
             ]
         )
     )
-    with caplog.at_level(logging.WARNING, logger="gsbp_ros.cameras"):
+    with caplog.at_level(logging.WARNING, logger="gsbp_ros.cameras_colmap"):
         cams = load_cameras(tmp_path)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 2
@@ -408,3 +408,85 @@ def test_orbit_argument_errors():
         orbit_cameras([0, 0, 0], 1.0, elevations_deg=(90,))
     with pytest.raises(CameraError, match="num_views"):
         orbit_cameras([0, 0, 0], 1.0, num_views=0)
+
+
+# -- the up axis of generated views ---------------------------------------------------------
+
+
+def _rotated_demo(R: np.ndarray) -> GaussianScene:
+    from gsbp_ros.demo_scene import make_demo_scene
+
+    scene = make_demo_scene(density=0.2).scene
+    means = scene.means.double().numpy() @ R.T + np.array([3.0, -1.0, 2.0])
+    return GaussianScene(
+        torch.from_numpy(means).float(),
+        scene.quats,
+        scene.log_scales,
+        scene.logit_opacities,
+        scene.sh,
+    )
+
+
+def test_up_axis_comes_from_the_scene_not_a_fixed_z():
+    from gsbp_ros.cameras import estimate_up
+
+    assert np.array_equal(estimate_up(_rotated_demo(np.eye(3))), [0.0, 0.0, 1.0])  # snapped
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        R = random_rotation(rng)
+        scene = _rotated_demo(R)  # a COLMAP-like frame: the table's normal points anywhere
+        up = estimate_up(scene)
+        assert math.degrees(math.acos(np.clip(up @ R[:, 2], -1, 1))) < 1.0
+        # orbit views circle that axis: each sits 20 or 45 degrees above the table plane
+        cams = cameras_for_scene(scene, num_views=4, width=64, height=48)
+        lo, hi = scene.bounds(quantile=0.01)
+        center = ((lo + hi) / 2).double().numpy()
+        for i, cam in enumerate(cams):
+            offset = cam.center.double().numpy() - center
+            elevation = math.degrees(math.asin(offset @ up / np.linalg.norm(offset)))
+            assert elevation == pytest.approx((20.0, 45.0)[i % 2], abs=1e-3)
+            # and the scene's up points up in the image
+            w2c = cam.world_to_cam.double().numpy()
+            assert (w2c[:3, :3] @ up)[1] < 0
+    # given cameras (held upright, here rolled a little) decide the axis
+    eye = np.array([[0.0, -3.0, 1.0], [3.0, 0.0, 1.0], [0.0, 3.0, 1.5]])
+    held = []
+    for i, e in enumerate(eye):
+        tilt = np.array([0.1 * (i - 1), 0.0, 1.0])
+        held.append(
+            Camera(
+                f"{i}.png", torch.eye(3) * 50, torch.from_numpy(look_at(e, [0, 0, 0], tilt)), 8, 8
+            )
+        )
+    from_cameras = estimate_up(_blob_scene(), held)
+    assert math.degrees(math.acos(from_cameras[2])) < 8.0  # the rolls nearly cancel
+    sideways = [
+        Camera(
+            "y.png",
+            torch.eye(3) * 50,
+            torch.from_numpy(look_at([0, 0, 5], [0, 0, 0], [0, 1, 0])),
+            8,
+            8,
+        )
+    ]
+    assert np.array_equal(estimate_up(_blob_scene(), sideways), [0.0, 1.0, 0.0])
+
+
+def test_absurd_camera_sizes_are_refused_before_anything_is_allocated(tmp_path):
+    (tmp_path / "cameras.bin").write_bytes(_cameras_bin([(1, 1, 100000, 100000, [5.0, 5, 5, 5])]))
+    (tmp_path / "images.bin").write_bytes(
+        _images_bin([(1, [1.0, 0, 0, 0, 0, 0, 0], 1, "a.png", 0)])
+    )
+    with pytest.raises(CameraError, match=r"'a\.png': size 100000x100000 exceeds 16384") as info:
+        load_cameras(tmp_path)
+    assert str(tmp_path) in str(info.value)
+    with pytest.raises(CameraError, match="exceeds 16384"):
+        two_cameras()[0].scaled(200.0)
+    with pytest.raises(CameraError, match="whole numbers"):
+        Camera("a.png", torch.eye(3), torch.eye(4), 10.5, 10)
+    (tmp_path / "images.bin").write_bytes(
+        _images_bin([(1, [0.0, 0, 0, 0, 0, 0, 0], 1, "a.png", 0)])
+    )
+    (tmp_path / "cameras.bin").write_bytes(_cameras_bin([(1, 1, 10, 10, [5.0, 5, 5, 5])]))
+    with pytest.raises(CameraError, match="invalid rotation"):
+        load_cameras(tmp_path)

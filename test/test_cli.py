@@ -213,7 +213,7 @@ def test_features_segment_and_overlay_on_demo(demo_dir, capsys):
     field_path = demo_dir / "field.safetensors"
     assert main(["features", *_demo_args(demo_dir, "--out", str(field_path))]) == 0
     field = FeatureField.load(field_path)
-    assert field.features["labels"].shape[1] == 5  # one-hot codes of the 5 objects
+    assert field.features["labels"].shape[1] == 6  # one-hot: 5 objects and the background
     rc = main(
         [
             "segment",

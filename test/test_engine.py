@@ -111,17 +111,14 @@ def test_knn_transfer_in_a_known_feature_space(demo):
     target = eng.field.features["labels"]
     handle, body = parts.index("mug_handle"), parts.index("mug_body")
     feats, labs = [], []
+    source = eng.sources["labels"]
     for cam in load_cameras(demo / "sparse" / "0")[:2]:
         pmap = torch.from_numpy(read_label_image(demo / "labels" / "parts" / f"{cam.stem}.png"))
-        code = (
-            torch.nn.functional.one_hot(pmap, len(parts) + 1)[..., 1:]
-            .float()
-            .reshape(-1, len(parts))
-        )
+        code = source.view_features(cam).reshape(-1, target.shape[1])  # the field's codes
         lab = torch.full((pmap.numel(),), -1)
         lab[(pmap == handle + 1).flatten()] = 0
         lab[(pmap == body + 1).flatten()] = 1
-        keep = code.sum(1) > 0
+        keep = (pmap > 0).flatten()
         feats.append(code[keep])
         labs.append(lab[keep])
     labels, conf = knn_transfer(target, torch.cat(feats), torch.cat(labs), k=5)
@@ -356,3 +353,124 @@ def test_cameras_transform_maps_raw_poses_into_a_normalised_world(demo, tmp_path
     bad = GsbpEngine(_config(demo, cameras_transform=[1.0, 2.0]), log=lambda m: None)
     bad.start()
     assert bad.status().state == "failed" and "16" in bad.status().message
+
+
+def test_a_single_label_map_selects_the_object_where_it_dominates(demo, tmp_path):
+    """Label maps with only the mug labelled: unlabelled pixels vote for the background, so
+    the table under the mug's silhouette edges stays out of the selection."""
+    from PIL import Image
+
+    objects = _names(demo)["objects"]
+    mug = objects.index("mug")
+    maps = tmp_path / "mug_only"
+    maps.mkdir()
+    for path in sorted((demo / "labels" / "objects").glob("*.png")):
+        only = (read_label_image(path) == mug + 1).astype(np.uint8)
+        Image.fromarray(only).save(maps / path.name)
+    eng = GsbpEngine(
+        _config(demo, label_maps_dir=str(maps), label_names=["mug"]), log=lambda m: None
+    )
+    eng.start()
+    truth = np.load(demo / "labels.npy") == mug
+    sel = eng.segment_text(["mug"], [], 0.0)
+    mask = np.zeros(truth.size, bool)
+    mask[sel.indices] = True
+    assert iou(mask, truth) >= 0.9
+    assert sel.info["negatives"] == "(unlabelled)"
+    labels, _ = eng.sources["labels"].decode(eng.field.features["labels"])
+    assert iou(labels.numpy() == 0, truth) >= 0.9
+    # What "touched by a labelled pixel" selects instead (the behaviour this replaces):
+    touched = eng.field.features["labels"][:, 0].numpy() > 0
+    assert iou(touched, truth) < 0.75
+
+
+def test_not_ready_names_the_start_up_phase(demo, monkeypatch, tmp_path):
+    """While models load, requests hear "loading models (...)", not "loading scene"."""
+    import huggingface_hub
+
+    import gsbp_ros.features as features
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+
+    gate, entered = threading.Event(), threading.Event()
+    real = features.make_source
+
+    def slow(name, **options):
+        entered.set()
+        gate.wait(60)
+        return real(name, **options)
+
+    monkeypatch.setattr(features, "make_source", slow)
+    eng = GsbpEngine(_config(demo, feature_sources=["dinov2", "labels"]), log=lambda m: None)
+    assert eng.status().phase == "not started"
+    t = threading.Thread(target=eng.start)
+    t.start()
+    try:
+        assert entered.wait(60)
+        with pytest.raises(NotReadyError, match=r"not ready: loading models \(dinov2\)"):
+            eng.segment_text(["mug"], [], 0.0)
+        assert eng.status().state == "loading"
+    finally:
+        gate.set()
+        t.join(120)
+    st = eng.status()
+    assert st.state == "ready" and st.phase == "ready"
+    assert "not in the local Hugging Face cache" in st.inactive_sources["dinov2"]
+
+
+def test_missing_hub_models_are_reported_at_once_not_downloaded(demo, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    logs: list[str] = []
+    eng = GsbpEngine(_config(demo, feature_sources=["dinov2", "clip", "labels"]), log=logs.append)
+    eng.start()
+    st = eng.status()
+    assert st.state == "ready" and st.active_sources == ["labels"]
+    for name, hub_id in (("dinov2", "facebook/dinov2-small"), ("clip", "openai/clip")):
+        assert (
+            hub_id in st.inactive_sources[name] and "downloads are off" in st.inactive_sources[name]
+        )
+    assert any("feature source 'dinov2' inactive" in m for m in logs)
+
+
+def test_engine_opens_an_inria_output_folder_and_says_what_it_picked(demo, tmp_path):
+    """scene_path = an Inria output folder: highest iteration, its cameras.json (images named
+    by stem, as the label maps are), without cameras_path."""
+    import shutil
+
+    root = tmp_path / "garden"
+    for it in (7000, 30000):
+        (root / "point_cloud" / f"iteration_{it}").mkdir(parents=True)
+        shutil.copy(
+            demo / "scene.ply", root / "point_cloud" / f"iteration_{it}" / "point_cloud.ply"
+        )
+    entries = []
+    for i, cam in enumerate(load_cameras(demo / "sparse" / "0")):
+        c2w = cam.cam_to_world.double().numpy()
+        fx, fy, _, _ = cam.pinhole()
+        entries.append(
+            {
+                "id": i,
+                "img_name": cam.stem,
+                "width": cam.width,
+                "height": cam.height,
+                "position": c2w[:3, 3].tolist(),
+                "rotation": c2w[:3, :3].tolist(),
+                "fx": fx,
+                "fy": fy,
+            }
+        )
+    (root / "cameras.json").write_text(json.dumps(entries))
+    logs: list[str] = []
+    eng = GsbpEngine(_config(demo, scene_path=str(root), cameras_path=""), log=logs.append)
+    eng.start()
+    assert eng.status().state == "ready", eng.status().message
+    text = "\n".join(logs)
+    assert "iteration_30000/point_cloud.ply (Inria-format .ply; Inria output: highest" in text
+    assert f"cameras: {root / 'cameras.json'} (Inria 3DGS cameras.json, {VIEWS} views" in text
+    truth = np.load(demo / "labels.npy") == 1
+    mask = np.zeros(truth.size, bool)
+    mask[eng.segment_text(["mug"], [], 0.0).indices] = True
+    assert iou(mask, truth) >= 0.9

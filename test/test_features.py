@@ -8,6 +8,7 @@ Their features mean nothing; these tests check shapes, preprocessing, exactness 
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 
@@ -30,7 +31,7 @@ from gsbp_ros.features import (
     make_source,
     train_identity_codes,
 )
-from gsbp_ros.features.base import hub_offline, patch_grid, resize_normalize
+from gsbp_ros.features.base import hub_offline, local_files_only, patch_grid, resize_normalize
 from gsbp_ros.features.dinov2 import IMAGENET_MEAN, IMAGENET_STD
 from gsbp_ros.features.testing import TINY_CLIP, make_tiny_clip, make_tiny_dinov2
 from gsbp_ros.images import read_rgb_image
@@ -181,29 +182,85 @@ def test_dinov2_refuses_random_weights(dino_dir, tmp_path):
         Dinov2Extractor(str(partial))
 
 
-def test_hf_hub_offline_is_respected(monkeypatch, tmp_path):
-    import huggingface_hub
+def _spy_from_pretrained(monkeypatch) -> list[dict]:
     import transformers
 
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    assert not hub_offline()
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    # An empty hub cache (huggingface_hub reads HF_HOME only at import).
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    assert hub_offline()
-    seen = {}
+    calls: list[dict] = []
     real = transformers.AutoConfig.from_pretrained
 
     def spy(*args, **kwargs):
-        seen.update(kwargs)
+        calls.append(kwargs)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", spy)
-    with pytest.raises(FeatureError, match="facebook/dinov2-small") as info:
+    return calls
+
+
+def test_missing_hub_model_fails_before_loading_offline_by_default(monkeypatch, tmp_path):
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    # An empty hub cache (huggingface_hub reads HF_HOME only at import).
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    calls = _spy_from_pretrained(monkeypatch)
+    # Downloads are off unless allowed: no hub request, no transformers loading at all.
+    with pytest.raises(FeatureError, match="downloads are off") as info:
         Dinov2Extractor("facebook/dinov2-small")
-    assert seen.get("local_files_only") is True
-    assert "HF_HUB_OFFLINE" in str(info.value)
+    assert "allow_downloads" in str(info.value) and "hf download" in str(info.value)
+    assert str(tmp_path / "hub") in str(info.value)
+    assert calls == []
+    # HF_HUB_OFFLINE wins over allow_downloads.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert hub_offline() and local_files_only(True)
+    with pytest.raises(FeatureError, match="HF_HUB_OFFLINE is set"):
+        Dinov2Extractor("facebook/dinov2-small", allow_downloads=True)
+    assert calls == []
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    assert local_files_only(False) and not local_files_only(True)
+    # A folder that is not a saved model is refused before loading too.
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FeatureError, match=r"has no config\.json"):
+        Dinov2Extractor(str(tmp_path / "empty"))
+    assert calls == []
+
+
+def test_missing_model_is_reported_without_importing_transformers(tmp_path):
+    code = (
+        "import sys\n"
+        "from gsbp_ros.errors import FeatureError\n"
+        "from gsbp_ros.features import make_source\n"
+        "for spec in ('facebook/dinov2-small', 'openai/clip-vit-base-patch16'):\n"
+        "    try:\n"
+        "        make_source('dinov2' if 'dino' in spec else 'clip', model=spec)\n"
+        "    except FeatureError as exc:\n"
+        "        print('error:', exc)\n"
+        "print('transformers' in sys.modules)\n"
+    )
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(tmp_path / "hub")}
+    env.pop("HF_HUB_OFFLINE", None)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    lines = out.stdout.strip().splitlines()
+    assert lines[-1] == "False", out.stdout
+    assert len(lines) == 3 and all("not in the local Hugging Face cache" in ln for ln in lines[:2])
+
+
+def test_cached_model_loads_with_local_files_only(monkeypatch, tmp_path):
+    import huggingface_hub
+
+    commit = "89abcdef0123456789abcdef0123456789abcdef"
+    repo = tmp_path / "hub" / "models--tiny-org--tiny-dino"
+    make_tiny_dinov2(repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    calls = _spy_from_pretrained(monkeypatch)
+    Dinov2Extractor("tiny-org/tiny-dino", input_size=56)
+    assert calls and all(c.get("local_files_only") is True for c in calls)
 
 
 def test_hub_id_loads_offline_from_cache_with_revision(monkeypatch, tmp_path):
@@ -444,8 +501,10 @@ def test_label_maps_png8_png16_npy(tmp_path):
     palette.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255])
     palette.save(tmp_path / "d.png")
     source = LabelMapSource(tmp_path, NAMES)
-    assert source.name == "labels" and not source.needs_rgb and source.dim == 3
-    expected = torch.cat([torch.zeros(1, 3), torch.eye(3)])[torch.from_numpy(LABELS)]
+    assert source.name == "labels" and not source.needs_rgb and source.dim == 4
+    # labels 1..3 -> channels 0..2; unlabelled (0) -> the background channel 3
+    table = torch.eye(4)[[3, 0, 1, 2]]
+    expected = table[torch.from_numpy(LABELS)]
     for stem in "abcd":
         feats = source.view_features(camera(f"images/{stem}.jpg", width=4, height=2), None)
         assert feats.dtype == torch.float32 and torch.equal(feats, expected), stem
@@ -486,7 +545,7 @@ def test_label_map_size_mismatch_uses_nearest_ids(tmp_path):
         up.argmax(-1)[torch.from_numpy(blocks) > 0], torch.from_numpy(blocks - 1)[blocks > 0]
     )
     odd = source.view_features(camera("v", width=7, height=3), None)
-    assert odd.shape == (3, 7, 3)
+    assert odd.shape == (3, 7, 4)
     assert set(odd.sum(-1).unique().tolist()) <= {0.0, 1.0}  # never a blend of two codes
     down = source.view_features(camera("v", width=2, height=1), None)
     assert torch.equal(down[0].argmax(-1), torch.tensor([2, 1]))  # pixels (1,1) and (1,3)
@@ -494,17 +553,29 @@ def test_label_map_size_mismatch_uses_nearest_ids(tmp_path):
 
 def test_label_decode_round_trip_and_text_query(tmp_path):
     source = LabelMapSource(tmp_path, NAMES)
-    feats = torch.tensor([[0.0, 0.7, 0.3], [0.0, 0.0, 0.0], [0.1, 0.0, 0.0], [0.2, 0.2, 0.6]])
+    # columns: mug, bowl, table, background (unlabelled pixels)
+    feats = torch.tensor(
+        [
+            [0.0, 0.7, 0.3, 0.0],
+            [0.0, 0.0, 0.0, 0.0],  # never seen
+            [0.1, 0.0, 0.0, 0.0],
+            [0.2, 0.2, 0.6, 0.0],
+            [0.3, 0.0, 0.0, 0.7],  # mostly seen by unlabelled pixels: background
+            [0.5, 0.0, 0.0, 0.5],  # a tie goes to the background
+            [0.4, 0.0, 0.0, 0.35],  # the label outweighs the background
+        ]
+    )
     labels, conf = source.decode(feats)
-    assert labels.tolist() == [1, -1, 0, 2]
-    assert torch.allclose(conf, torch.tensor([0.7, 0.0, 1.0, 0.6]))
-    assert torch.equal(source.text_query("TABLE"), torch.tensor([0.0, 0.0, 1.0]))
+    assert labels.tolist() == [1, -1, 0, 2, -1, -1, 0]
+    assert torch.allclose(conf, torch.tensor([0.7, 0.0, 1.0, 0.6, 0.7, 0.5, 0.4 / 0.75]))
+    assert torch.equal(source.text_query("TABLE"), torch.tensor([0.0, 0.0, 1.0, 0.0]))
+    assert torch.equal(source.background_code, torch.tensor([0.0, 0.0, 0.0, 1.0]))
     parts = LabelMapSource(tmp_path, ["mug_handle", "mug_body"])
-    assert torch.equal(parts.text_query(" Mug Handle"), torch.tensor([1.0, 0.0]))  # as queries
+    assert torch.equal(parts.text_query(" Mug Handle"), torch.tensor([1.0, 0.0, 0.0]))
     with pytest.raises(QueryError, match="known labels: mug, bowl, table"):
         source.text_query("cup")
-    with pytest.raises(FeatureError, match=r"\[N, 3\]"):
-        source.decode(torch.zeros(2, 4))
+    with pytest.raises(FeatureError, match=r"\[N, 4\]"):
+        source.decode(torch.zeros(2, 3))
 
 
 def test_contrastive_label_source_round_trip(tmp_path):
@@ -513,9 +584,12 @@ def test_contrastive_label_source_round_trip(tmp_path):
     source = LabelMapSource(tmp_path, names, encoding="contrastive", dim=6, steps=100)
     assert source.dim == 6
     feats = source.view_features(camera("v", width=13, height=1), None)[0]  # [13, 6]
-    labels, conf = source.decode(0.3 * feats)  # expected mode shortens partly labelled codes
+    assert torch.equal(feats[0], source.background_code)  # unlabelled pixels
+    labels, conf = source.decode(0.3 * feats)  # decoding ignores the length of a code
     assert labels.tolist() == [-1, *range(12)]
-    assert conf[0] == 0 and bool((conf[1:] > 0).all())
+    assert bool((conf > 0).all())
+    _, never_seen = source.decode(torch.zeros(1, 6))
+    assert never_seen.tolist() == [0.0]
     assert torch.equal(source.text_query("Part3"), source.codes[3])
     assert source.cache_key()["encoding"] == "contrastive"
 

@@ -493,3 +493,20 @@ def test_queries_on_cuda_match_cpu() -> None:
     cpu = knn_transfer(feats, feats.flip(0), labels, k=5)
     gpu = knn_transfer(feats.cuda(), feats.flip(0).cuda(), labels.cuda(), k=5)
     assert torch.equal(gpu[0].cpu(), cpu[0]) and torch.equal(gpu[1].cpu(), cpu[1])
+
+
+def test_selection_geometry_is_weighted_and_trims_floaters() -> None:
+    from gsbp_ros.query import selection_from_indices
+
+    rng = np.random.default_rng(0)
+    means = np.vstack([rng.uniform(-0.05, 0.05, (60, 3)), [[3.0, 3.0, 3.0], [0.0, 0.0, 0.2]]])
+    weights = np.r_[np.ones(60), 1.0, 0.0]  # a far floater; a transparent one nearby
+    idx = np.arange(62)
+    sel = selection_from_indices("obj", idx, np.ones(62), means, weights=weights)
+    assert sel.info["trimmed"] == 2.0 and sel.summary.num_trimmed == 2
+    np.testing.assert_allclose(sel.summary.centroid, means[:60].mean(axis=0), atol=1e-12)
+    np.testing.assert_allclose(sel.summary.aabb_max, means[:60].max(axis=0))
+    sels = labels_to_selections(
+        np.zeros(62, np.int64), np.ones(62), ["obj"], means, weights=weights
+    )
+    assert sels[0].summary.num_trimmed == 2

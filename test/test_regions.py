@@ -340,3 +340,121 @@ def test_view_points_orient_each_normal_over_a_misleading_camera_mean():
     np.testing.assert_allclose(got, [-1.0, 0.0, 0.0], atol=1e-12)
     without = approach_direction(means, normals, camera_centers=misleading)
     np.testing.assert_allclose(without, [1.0, 0.0, 0.0], atol=1e-12)
+
+
+# -- robust geometry ----------------------------------------------------------------------------
+def test_rotmat_to_quat_matches_scipy() -> None:
+    from gsbp_ros.regions import rotmat_to_quat
+
+    rot = Rotation.random(200, random_state=3)
+    got = rotmat_to_quat(rot.as_matrix())
+    want = rot.as_quat(scalar_first=True)
+    want *= np.where(want[:, :1] < 0, -1.0, 1.0)
+    np.testing.assert_allclose(got, want, atol=1e-12)
+    # the four branches: near-identity and half turns about each axis
+    special = np.stack(
+        [np.eye(3), np.diag([1.0, -1, -1]), np.diag([-1.0, 1, -1]), np.diag([-1.0, -1, 1])]
+    )
+    np.testing.assert_allclose(quat_to_rotmat(rotmat_to_quat(special)), special, atol=1e-12)
+
+
+def test_one_floater_cannot_spoil_the_region() -> None:
+    sides = np.array([0.3, 0.2, 0.1])
+    pts = box_surface(sides) @ R_BOX.T + np.array([1.0, 2.0, 0.5])
+    clean = summarize_region(pts)
+    for floater, weight in (([40.0, -3.0, 7.0], 1.0), ([1.0, 2.0, 1.2], 1.0)):
+        s = summarize_region(np.vstack([pts, floater]), weights=np.r_[np.ones(len(pts)), weight])
+        assert s.num_trimmed == 1
+        np.testing.assert_allclose(s.aabb_min, clean.aabb_min, atol=1e-12)
+        np.testing.assert_allclose(s.aabb_max, clean.aabb_max, atol=1e-12)
+        np.testing.assert_allclose(s.centroid, clean.centroid, atol=1e-12)
+        np.testing.assert_allclose(np.abs(s.obb_axes @ clean.obb_axes.T), np.eye(3), atol=1e-9)
+    untrimmed = summarize_region(np.vstack([pts, [40.0, -3.0, 7.0]]), trim=False)
+    assert untrimmed.num_trimmed == 0 and untrimmed.aabb_max[0] == 40.0
+    # A transparent (weight 0) Gaussian close by is left out too, a compact region keeps all.
+    s = summarize_region(np.vstack([pts, [1.0, 2.0, 0.7]]), weights=np.r_[np.ones(len(pts)), 0])
+    assert s.num_trimmed == 1
+    assert clean.num_trimmed == 0
+
+
+def test_region_weights_and_weighted_axes() -> None:
+    from gsbp_ros.regions import region_weights, trim_outliers
+
+    w = region_weights(np.array([1.0, 0.5, 0.2, 1.0]), np.array([4.0, 2.0, 8.0, 0.0]))
+    # median of the seen weights (2, 4, 8) is 4: min(1, bp / 4) x opacity
+    np.testing.assert_allclose(w, [1.0, 0.25, 0.2, 0.0])
+    assert region_weights(None, None) is None
+    np.testing.assert_allclose(region_weights(np.array([0.3, 0.9])), [0.3, 0.9])
+    # Two perpendicular lines: the weighted one is the principal axis.
+    t = np.linspace(-1, 1, 21)
+    pts = np.vstack([np.c_[t, 0 * t, 0 * t], np.c_[0 * t, t, 0 * t]])
+    weights = np.r_[np.full(21, 10.0), np.full(21, 0.1)]
+    np.testing.assert_allclose(np.abs(pca_box(pts, weights)[1][0]), [1, 0, 0], atol=1e-9)
+    np.testing.assert_allclose(np.abs(pca_box(pts, weights[::-1])[1][0]), [0, 1, 0], atol=1e-9)
+    with pytest.raises(QueryError, match="fence"):
+        trim_outliers(pts, quantile=0.0)
+    with pytest.raises(QueryError, match="non-negative"):
+        summarize_region(pts, weights=-weights)
+
+
+def _sphere(n: int = 400, radius: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    k = np.arange(n) + 0.5
+    z = 1 - 2 * k / n
+    phi = k * np.pi * (3 - np.sqrt(5))
+    d = np.stack([np.sqrt(1 - z * z) * np.cos(phi), np.sqrt(1 - z * z) * np.sin(phi), z], 1)
+    return np.array([0.3, -0.2, 0.1]) + radius * d, d
+
+
+def test_normals_seen_from_both_sides_get_one_sign() -> None:
+    """A thin plate seen from above and below: every mean viewpoint lies near the plate's
+    plane, on either side at random. Those are no evidence; the fallback decides, the same
+    way for every Gaussian."""
+    from gsbp_ros.regions import orient_normals
+
+    rng = np.random.default_rng(0)
+    means = np.c_[rng.uniform(-0.1, 0.1, (200, 2)), np.zeros(200)]
+    normals = np.tile([0.0, 0.0, 1.0], (200, 1)) * rng.choice([-1.0, 1.0], (200, 1))
+    heading = rng.uniform(0, 2 * np.pi, 200)
+    sideways = np.c_[np.cos(heading), np.sin(heading), np.zeros(200)] * rng.uniform(
+        0.5, 2, (200, 1)
+    )
+    view_points = means + sideways + rng.uniform(-0.05, 0.05, (200, 1)) * [0, 0, 1.0]
+    cams = np.array([[0.0, 0.0, 2.0]])
+    oriented, how = orient_normals(means, normals, view_points=view_points, camera_centers=cams)
+    assert (how == 3).all()  # the cameras' mean, not the ambiguous per-Gaussian viewpoints
+    np.testing.assert_allclose(oriented, np.tile([0.0, 0.0, 1.0], (200, 1)))
+    # The previous rule (sign of the dot with the viewpoint) gives both signs here.
+    naive = np.sign(np.einsum("ij,ij->i", normals, view_points - means))
+    assert len(set((naive * normals[:, 2]).tolist())) == 2
+
+
+def test_ambiguous_normals_follow_their_confident_neighbours() -> None:
+    from gsbp_ros.regions import orient_normals
+
+    rng = np.random.default_rng(1)
+    means, out = _sphere()
+    normals = out * rng.choice([-1.0, 1.0], (len(out), 1))
+    view_points = means + 3.0 * out  # seen from outside
+    ambiguous = rng.random(len(out)) < 0.4
+    tangent = np.cross(out, rng.normal(size=(len(out), 3)))
+    view_points[ambiguous] = means[ambiguous] + tangent[ambiguous]  # on the tangent plane
+    oriented, how = orient_normals(means, normals, view_points=view_points)
+    np.testing.assert_allclose(oriented, out, atol=1e-12)
+    assert (how[~ambiguous] == 0).all() and (how[ambiguous] == 1).all()
+
+
+def test_fallback_never_points_into_the_object() -> None:
+    """No viewpoints, and the cameras' mean far off to one side: the normals on the far side
+    must still point outward (toward the cameras' mean would point them into the sphere)."""
+    from gsbp_ros.regions import orient_normals
+
+    means, out = _sphere()
+    normals = -out
+    cams = np.array([[5.0, 0.0, 0.0], [5.0, 1.0, 0.0]])
+    oriented, how = orient_normals(means, normals, camera_centers=cams)
+    np.testing.assert_allclose(oriented, out, atol=1e-12)
+    assert (how == 2).all()
+    # A cap of the sphere's far side: outward is away from the cameras, and it stays so.
+    cap = out[:, 0] < -0.5
+    got = approach_direction(means[cap], normals[cap], camera_centers=cams)
+    assert got[0] > 0.9  # approach toward +x: from outside the cap, into it

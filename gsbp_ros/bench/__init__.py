@@ -176,6 +176,25 @@ def measure(plan: Plan, log=print, on_row=None) -> list[dict]:
     return rows
 
 
+def _row_key(row: dict) -> tuple:
+    return (row["method"], row["gaussians"], row["width"], row["height"], row["device"])
+
+
+def merge_rows(previous: list[dict], new: list[dict]) -> list[dict]:
+    """``previous`` rows with those measured again replaced (same method, scene, view and
+    device), in ``previous``'s order; new kinds of rows go at the end. Ratios are redone
+    against the ours-row of the same scene and view."""
+    fresh = {_row_key(r): r for r in new}
+    out = [fresh.pop(_row_key(r), r) for r in previous] + list(fresh.values())
+    ours = {
+        _row_key(r)[1:]: r for r in out if r["method"] in ("numba", "gsplat") and "error" not in r
+    }
+    for r in out:
+        if r["method"] == "paper" and "error" not in r and _row_key(r)[1:] in ours:
+            r["ratio"] = r["median_s"] / ours[_row_key(r)[1:]]["median_s"]
+    return out
+
+
 def _gb(row: dict) -> str:
     if "gpu_peak_gb" in row:
         return f"{row['gpu_peak_gb']:.2f} (GPU)"
@@ -186,8 +205,8 @@ def to_markdown(rows: list[dict]) -> str:
     per_view = [r for r in rows if r["method"] not in ("lift", "precision")]
     lines = [
         "| Gaussians | view | feature map | method | time per view (s) | peak memory (GB) "
-        "| weights per view | paper / ours |",
-        "|---|---|---|---|---|---|---|---|",
+        "| weights per view | paper / ours | load |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in per_view:
         fmap = f"{r['map'][0]}x{r['map'][1]}x{r['channels']}"
@@ -201,7 +220,7 @@ def to_markdown(rows: list[dict]) -> str:
         if "error" in r:
             lines.append(
                 f"| {r['gaussians']} | {r['width']}x{r['height']} | {fmap} | {name} "
-                f"| not measured: {r['error']} | | | |"
+                f"| not measured: {r['error']} | | | | |"
             )
             continue
         t = f"{r['median_s']:.3f}"
@@ -213,7 +232,7 @@ def to_markdown(rows: list[dict]) -> str:
             ratio = f">= {ratio}" if ratio else ""
         lines.append(
             f"| {r['gaussians']} | {r['width']}x{r['height']} | {fmap} | {name} | {t} "
-            f"| {_gb(r)} | {r.get('nnz', '')} | {ratio} |"
+            f"| {_gb(r)} | {r.get('nnz', '')} | {ratio} | {r.get('load_before', 0):.1f} |"
         )
     lifts = [r for r in rows if r["method"] == "lift"]
     if lifts:
@@ -249,6 +268,34 @@ def to_markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _grasp_section() -> str:
+    from gsbp_ros.bench.grasps import grasp_bench_rows
+
+    rows = grasp_bench_rows()
+    cols = list(rows[0])
+    lines = ["Grasp planning on a region of ~3,000 Gaussians (the demo's whole mug):", ""]
+    lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(r[c] for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _startup_section(args: argparse.Namespace) -> str:
+    from gsbp_ros.bench.startup import measure_startup, ros_package_available
+
+    head = "Node start-up on the demo scene, process start to 'services up' (median of 5):"
+    if not ros_package_available():
+        return head + " not measured: the ROS package is not built (source install/setup.bash)."
+    try:
+        res = measure_startup(repeat=5)
+    except (RuntimeError, OSError) as exc:
+        return f"{head} not measured: {exc}"
+    lines = [head, "", "| configuration | start-up (s) | runs (s) |", "|---|---|---|"]
+    for name, r in res.items():
+        runs = ", ".join(f"{t:.1f}" for t in r["runs_s"])
+        lines.append(f"| {name} | {r['median_s']:.1f} | {runs} |")
+    return "\n".join(lines)
+
+
 def write_section(path: Path, machine: str, body: str) -> None:
     """Replace this machine's section of the benchmarks document, keep the others."""
     from gsbp_ros.fileio import atomic_write
@@ -278,7 +325,12 @@ def run_bench(args: argparse.Namespace) -> int:
             Path(args.json).write_text(json.dumps(rows, indent=1))
 
     rows = measure(plan, log=lambda m: print(m, file=sys.stderr, flush=True), on_row=save)
+    if args.update:
+        rows = merge_rows(json.loads(Path(args.update).read_text()), rows)
+        save(rows)
     table = to_markdown(rows)
+    if not args.quick:
+        table += "\n\n" + _grasp_section() + "\n\n" + _startup_section(args)
     print(table)
     if args.out:
         cmd = "gsbp bench" + (" --quick" if args.quick else "") + f" --device {device.type}"
@@ -286,7 +338,8 @@ def run_bench(args: argparse.Namespace) -> int:
             f"Measured {time.strftime('%Y-%m-%d')} with `{cmd}` in {time.monotonic() - t0:.0f} s "
             "(each row a fresh process; time per view = median over the views after a "
             "warm-up view; peak memory = the process's peak RSS, or torch's peak CUDA "
-            "allocation).\n\n" + table
+            "allocation; load = the machine's 1-minute load average when the row started).\n\n"
+            + table
         )
         write_section(Path(args.out), machine, body)
         print(f"wrote {args.out}")
@@ -296,6 +349,11 @@ def run_bench(args: argparse.Namespace) -> int:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="", help="markdown file to update (e.g. docs/benchmarks.md)")
     p.add_argument("--json", default="", help="also write the raw rows as JSON")
+    p.add_argument(
+        "--update",
+        default="",
+        help="rows of an earlier run (its --json): keep them, replacing the rows measured now",
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--quick", action="store_true", help="one small row (a smoke test)")
     p.add_argument("--sizes", default="20000,300000,1000000", help="Gaussians per scene")

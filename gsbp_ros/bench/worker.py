@@ -15,6 +15,7 @@ prints one JSON line with the per-view times and the peak memory. Methods:
 from __future__ import annotations
 
 import json
+import os
 import resource
 import statistics
 import sys
@@ -46,7 +47,11 @@ def run(spec: dict) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     base_rss = _peak_rss_gb()
-    out: dict = {"gaussians": scene.num_gaussians, "device": str(device)}
+    out: dict = {
+        "gaussians": scene.num_gaussians,
+        "device": str(device),
+        "load_before": os.getloadavg()[0],  # other work on the machine skews times
+    }
     if method == "lift":
         out.update(_lift(scene, cams[1:], fmap, device, spec))
     elif method == "precision":

@@ -130,6 +130,18 @@ def check_rgb(rgb: Tensor | None, source: str) -> Tensor:
     return rgb
 
 
+def view_image(photos: Any, camera: Camera, render: Tensor) -> Tensor:
+    """What a model sees of a view: its photo from ``photos`` (a
+    :class:`gsbp_ros.photos.PhotoSet`, or None) at the view's size, else its render."""
+    return render if photos is None else photos.image(camera, render)
+
+
+def photos_key(photos: Any) -> dict[str, str]:
+    """Cache-key entries of a source's photos (none when it runs on renders only, so fields
+    cached before photos existed keep their keys)."""
+    return {} if photos is None else {"photos": photos.digest()}
+
+
 # --- Image preprocessing shared by every transformer source ---------------------------------
 
 
@@ -261,6 +273,40 @@ def download_hint(hub_id: str, setting: str) -> str:
     )
 
 
+def local_files_only(allow_downloads: bool) -> bool:
+    """Whether model files must come from disk: unless downloads are allowed explicitly
+    (node ``allow_downloads``, CLI ``--allow-downloads``), and always under HF_HUB_OFFLINE.
+
+    A robot without network would otherwise sit in the hub client's retries for a minute
+    before learning that a model is missing."""
+    return not allow_downloads or hub_offline()
+
+
+def check_local(ref: ModelRef, *, what: str, setting: str, allow_downloads: bool) -> None:
+    """Fail fast, without importing transformers, when a model cannot load from disk.
+
+    A local folder must hold ``config.json``; a hub id must be in the Hugging Face cache
+    unless downloads are allowed. Costs a few file lookups.
+    """
+    if ref.local_dir is not None:
+        if not (ref.local_dir / "config.json").is_file():
+            raise FeatureError(
+                f"{what} model folder {ref.local_dir} has no config.json (not a saved "
+                f"transformers model); {download_hint('ORG/NAME', setting)}"
+            )
+        return
+    if not local_files_only(allow_downloads) or model_file(ref, "config.json") is not None:
+        return
+    from huggingface_hub import constants
+
+    why = "HF_HUB_OFFLINE is set" if hub_offline() else "downloads are off"
+    raise FeatureError(
+        f"{what} model {ref.spec!r} is not in the local Hugging Face cache "
+        f"({constants.HF_HUB_CACHE}) and {why}; {download_hint(ref.spec, setting)}, or "
+        "allow downloads (node: allow_downloads: true; CLI: --allow-downloads)"
+    )
+
+
 def resolve_model(spec: str | Path, *, what: str, default_id: str, setting: str) -> ModelRef:
     """Decide whether ``spec`` names a local folder or a hub id (``org/name``)."""
     text = str(spec).strip()
@@ -288,17 +334,19 @@ def load_pretrained(
     default_id: str,
     setting: str,
     model_types: tuple[str, ...],
+    allow_downloads: bool = False,
 ) -> Any:
     """``loader.from_pretrained`` that fails with a FeatureError instead of random weights.
 
     Refuses configs of another architecture and any checkpoint that leaves parameters
-    uninitialised (transformers would only warn and run with random values there).
+    uninitialised (transformers would only warn and run with random values there). Reads
+    only local files unless ``allow_downloads`` (see :func:`local_files_only`).
     """
     from transformers import AutoConfig
 
     hub_id = ref.spec if ref.local_dir is None else default_id
     hint = download_hint(hub_id, setting)
-    offline = hub_offline()
+    offline = local_files_only(allow_downloads)
     try:
         config = AutoConfig.from_pretrained(ref.load_arg, local_files_only=offline)
         if config.model_type not in model_types:
@@ -311,7 +359,9 @@ def load_pretrained(
         )
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        mode = " (HF_HUB_OFFLINE is set)" if offline and ref.local_dir is None else ""
+        mode = ""
+        if offline and ref.local_dir is None:
+            mode = " (HF_HUB_OFFLINE is set)" if hub_offline() else " (downloads are off)"
         msg = f"cannot load {what} model {ref.spec!r}{mode}: {reason}; {hint}"
         raise FeatureError(msg) from exc
     missing = sorted(info.get("missing_keys", ()))
@@ -394,6 +444,7 @@ class PatchExtractor:
     input_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    allow_downloads: bool = False
     _fingerprint: dict[str, str] | None = None
 
     @staticmethod
@@ -409,9 +460,11 @@ class PatchExtractor:
         input_size: int,
         device: str | torch.device,
         dtype: torch.dtype | str,
+        allow_downloads: bool = False,
     ) -> Any:
         """Check the options, then load the weights with ``transformers.<loader>``; returns
-        the model, still on the CPU."""
+        the model, still on the CPU. A model that is not on disk (and may not be downloaded)
+        fails before transformers is imported."""
         # Cheap checks first: a bad option must not wait for a model to load.
         self.device = as_device(device)
         self.dtype = as_dtype(dtype)
@@ -426,6 +479,10 @@ class PatchExtractor:
         self.ref = resolve_model(
             model, what=self.what, default_id=self.default_model, setting=self.setting
         )
+        self.allow_downloads = bool(allow_downloads)
+        check_local(
+            self.ref, what=self.what, setting=self.setting, allow_downloads=self.allow_downloads
+        )
         import transformers  # after the checks: importing it takes seconds
 
         net = load_pretrained(
@@ -435,6 +492,7 @@ class PatchExtractor:
             default_id=self.default_model,
             setting=self.setting,
             model_types=self.model_types,
+            allow_downloads=self.allow_downloads,
         )
         self.patch_size = int(self._patch_size_of(net.config))
         if size < self.patch_size:

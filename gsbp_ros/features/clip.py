@@ -30,7 +30,15 @@ from torch import Tensor
 
 from gsbp_ros.camera import Camera
 from gsbp_ros.errors import FeatureError
-from gsbp_ros.features.base import FeatureSource, PatchExtractor, check_rgb, hub_offline, to_device
+from gsbp_ros.features.base import (
+    FeatureSource,
+    PatchExtractor,
+    check_rgb,
+    local_files_only,
+    photos_key,
+    to_device,
+    view_image,
+)
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch16"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -48,7 +56,8 @@ class ClipDense(PatchExtractor):
 
     Args:
         model: hub id (``openai/clip-vit-base-patch16``, ...) or a local folder holding a
-            ``CLIPModel`` with its tokenizer. HF_HUB_OFFLINE=1 restricts hub ids to the cache.
+            ``CLIPModel`` with its tokenizer. Hub ids load from the local cache only, unless
+            ``allow_downloads``.
         input_size: long side of the model input in pixels, rounded to a multiple of the
             patch size; position embeddings are interpolated for sizes other than the
             pretraining size (bicubic, transformers' ``interpolate_pos_encoding``).
@@ -57,6 +66,7 @@ class ClipDense(PatchExtractor):
         templates: prompt templates with one ``{}``; a prompt's embedding is the
             normalised mean of its templated embeddings. Empty: prompts as written.
         text_cache_size: how many prompt embeddings to keep (least recently used dropped).
+        allow_downloads: let a hub id download when it is not cached.
     """
 
     what = "CLIP"
@@ -74,18 +84,26 @@ class ClipDense(PatchExtractor):
         dtype: torch.dtype | str = torch.float32,
         templates: Sequence[str] = DEFAULT_TEMPLATES,
         text_cache_size: int = 1024,
+        allow_downloads: bool = False,
     ) -> None:
         templates = (templates,) if isinstance(templates, str) else tuple(templates)
         for t in templates:  # before the model loads: a typo must not wait for it
             if not isinstance(t, str) or t.count("{}") != 1:
                 raise FeatureError(f"CLIP prompt template {t!r} must contain exactly one '{{}}'")
         self.templates = templates
-        net = self._load(model, "CLIPModel", input_size=input_size, device=device, dtype=dtype)
+        net = self._load(
+            model,
+            "CLIPModel",
+            input_size=input_size,
+            device=device,
+            dtype=dtype,
+            allow_downloads=allow_downloads,
+        )
         from transformers import AutoTokenizer
 
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(
-                self.ref.load_arg, local_files_only=hub_offline()
+                self.ref.load_arg, local_files_only=local_files_only(self.allow_downloads)
             )
         except (OSError, ValueError, KeyError) as exc:
             raise FeatureError(
@@ -219,7 +237,8 @@ class ClipDense(PatchExtractor):
 
 
 class ClipSource(FeatureSource):
-    """MaskCLIP features of each view's RGB render ([h, w, D] at patch resolution).
+    """MaskCLIP features of each view ([h, w, D] at patch resolution): of its photo when
+    ``photos`` (a :class:`gsbp_ros.photos.PhotoSet`) has one, else of its RGB render.
 
     ``encode_text`` gives the matching text embeddings for queries on the field.
     """
@@ -236,20 +255,28 @@ class ClipSource(FeatureSource):
         dtype: torch.dtype | str = torch.float32,
         templates: Sequence[str] = DEFAULT_TEMPLATES,
         extractor: ClipDense | None = None,
+        allow_downloads: bool = False,
+        photos: Any = None,
     ) -> None:
         self.extractor = extractor or ClipDense(
-            model, input_size=input_size, device=device, dtype=dtype, templates=templates
+            model,
+            input_size=input_size,
+            device=device,
+            dtype=dtype,
+            templates=templates,
+            allow_downloads=allow_downloads,
         )
         self.dim = self.extractor.dim
+        self.photos = photos
 
     def cache_key(self) -> dict[str, str]:
         # Templates only affect text embeddings, not the back-projected field.
-        return {"source": self.name, **self.extractor.cache_key()}
+        return {"source": self.name, **self.extractor.cache_key(), **photos_key(self.photos)}
 
     def view_features(self, camera: Camera, rgb: Tensor | None) -> Tensor:
-        """[h, w, D] float32 MaskCLIP features of ``rgb`` [H, W, 3] (0..1)."""
-        rgb = check_rgb(rgb, self.name)
-        return self.extractor.extract(rgb[None])[0]
+        """[h, w, D] float32 MaskCLIP features of the view's photo or of ``rgb`` [H, W, 3]."""
+        image = view_image(self.photos, camera, check_rgb(rgb, self.name))
+        return self.extractor.extract(image[None])[0]
 
     def encode_text(self, prompts: Sequence[str]) -> Tensor:
         """[P, D] unit-norm text embeddings (see :meth:`ClipDense.encode_text`)."""

@@ -14,7 +14,14 @@ from torch import Tensor
 
 from gsbp_ros.camera import Camera
 from gsbp_ros.errors import FeatureError
-from gsbp_ros.features.base import FeatureSource, PatchExtractor, check_rgb, to_device
+from gsbp_ros.features.base import (
+    FeatureSource,
+    PatchExtractor,
+    check_rgb,
+    photos_key,
+    to_device,
+    view_image,
+)
 
 DEFAULT_MODEL = "facebook/dinov2-small"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -27,12 +34,14 @@ class Dinov2Extractor(PatchExtractor):
     Args:
         model: hub id (``facebook/dinov2-small``, ``facebook/dinov2-with-registers-base``,
             ...) or a local folder saved with ``save_pretrained`` / ``hf download``.
-            HF_HUB_OFFLINE=1 restricts hub ids to the local cache.
+            Hub ids load from the local cache only, unless ``allow_downloads``.
         input_size: long side of the model input in pixels, rounded to a multiple of the
             patch size (448 -> 32 tokens for patch 14); the short side keeps the aspect.
         device: where the model runs.
         dtype: model and input precision (``torch.float16`` halves memory on GPUs);
             features are returned as float32 either way.
+        allow_downloads: let a hub id download when it is not cached (off by default: a
+            robot without network learns at once that a model is missing).
     """
 
     what = "DINOv2"
@@ -48,8 +57,16 @@ class Dinov2Extractor(PatchExtractor):
         input_size: int = 448,
         device: str | torch.device = "cpu",
         dtype: torch.dtype | str = torch.float32,
+        allow_downloads: bool = False,
     ) -> None:
-        net = self._load(model, "AutoModel", input_size=input_size, device=device, dtype=dtype)
+        net = self._load(
+            model,
+            "AutoModel",
+            input_size=input_size,
+            device=device,
+            dtype=dtype,
+            allow_downloads=allow_downloads,
+        )
         self.num_register_tokens: int = int(getattr(net.config, "num_register_tokens", 0) or 0)
         self.dim: int = int(net.config.hidden_size)
         self.model = to_device(net, self.device, self.dtype, what=self.what)
@@ -88,7 +105,8 @@ class Dinov2Extractor(PatchExtractor):
 
 
 class Dinov2Source(FeatureSource):
-    """DINOv2 features of each view's RGB render ([h, w, C] at patch resolution).
+    """DINOv2 features of each view ([h, w, C] at patch resolution): of its photo when
+    ``photos`` (a :class:`gsbp_ros.photos.PhotoSet`) has one, else of its RGB render.
 
     ``extractor`` is public so that affordance sources (photos) go through the same model
     and preprocessing: ``source.extractor.extract(images)``.
@@ -105,16 +123,24 @@ class Dinov2Source(FeatureSource):
         device: str | torch.device = "cpu",
         dtype: torch.dtype | str = torch.float32,
         extractor: Dinov2Extractor | None = None,
+        allow_downloads: bool = False,
+        photos: Any = None,
     ) -> None:
         self.extractor = extractor or Dinov2Extractor(
-            model, input_size=input_size, device=device, dtype=dtype
+            model,
+            input_size=input_size,
+            device=device,
+            dtype=dtype,
+            allow_downloads=allow_downloads,
         )
         self.dim = self.extractor.dim
+        self.photos = photos
 
     def cache_key(self) -> dict[str, str]:
-        return {"source": self.name, **self.extractor.cache_key()}
+        return {"source": self.name, **self.extractor.cache_key(), **photos_key(self.photos)}
 
     def view_features(self, camera: Camera, rgb: Tensor | None) -> Tensor:
-        """[h, w, C] float32 features of ``rgb`` [H, W, 3] (0..1), on the model's device."""
-        rgb = check_rgb(rgb, self.name)
-        return self.extractor.extract(rgb[None])[0]
+        """[h, w, C] float32 features of the view's photo or of ``rgb`` [H, W, 3] (0..1),
+        on the model's device."""
+        image = view_image(self.photos, camera, check_rgb(rgb, self.name))
+        return self.extractor.extract(image[None])[0]

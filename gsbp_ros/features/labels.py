@@ -2,9 +2,15 @@
 
 A folder holds one ``<camera stem>.png`` (8-bit L/P, 16-bit I;16 or 32-bit I) or
 ``<camera stem>.npy`` (integer [H, W]) per view. Pixel value v > 0 is
-``label_names[v - 1]``; 0 is unlabelled and becomes the zero vector, so it adds weight but
-no evidence. Back-projecting the codes (expected mode) gives each Gaussian the weighted share
-of every label; :meth:`LabelMapSource.decode` turns that into a label and a confidence.
+``label_names[v - 1]``; 0 is unlabelled.
+
+Unlabelled pixels vote for an implicit *background* code of their own (one more channel),
+so a Gaussian takes a label only where that label outweighs everything else that was seen
+there: with one label map of one object, the table under the object's silhouette edges gets
+mostly unlabelled weight and stays background instead of joining the object. Back-projecting
+the codes (expected mode) gives each Gaussian the weighted share of every label and of the
+background; :meth:`LabelMapSource.decode` turns that into a label and a confidence, and text
+queries use the background code as a negative (``background_code``).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from gsbp_ros.features.base import FeatureSource
 from gsbp_ros.features.encoding import train_identity_codes
 from gsbp_ros.fileio import sha256_file
 from gsbp_ros.images import read_label_image
+from gsbp_ros.jsonio import read_json
 from gsbp_ros.query import label_key, match_label
 
 ENCODINGS = ("onehot", "contrastive")
@@ -43,16 +50,38 @@ def resize_nearest(labels: np.ndarray, height: int, width: int) -> np.ndarray:
     return labels[rows[:, None], cols[None, :]]
 
 
+def label_names_near(label_maps: str | Path) -> list[str]:
+    """The label names of a label-map folder from a ``names.json`` beside or above it (as
+    ``gsbp demo-scene`` writes: a list, or per-folder lists under the folder's name or
+    "objects"); [] when there is none."""
+    folder = Path(label_maps)
+    for cand in (folder, folder.parent, folder.parent.parent):
+        cand = cand / "names.json"
+        if cand.is_file():
+            names = read_json(cand, error=FeatureError, what="label names")
+            if isinstance(names, dict):
+                names = names.get(folder.name) or names.get("objects") or []
+            if not isinstance(names, list):
+                raise FeatureError(f"{cand}: expected a list of label names")
+            return [str(n) for n in names]
+    return []
+
+
 class LabelMapSource(FeatureSource):
     """Per-view label maps as [H, W, D] codes at the camera's size.
 
     Args:
         folder: holds ``<camera stem>.png`` or ``<camera stem>.npy`` per view.
         label_names: L names; pixel value v > 0 means ``label_names[v - 1]``.
-        encoding: ``"onehot"`` (D = L, orthogonal: the paper's identity encoding) or
-            ``"contrastive"`` (D < L learned codes, see :mod:`gsbp_ros.features.encoding`).
-        dim: D for contrastive codes (default min(L, 16)); must be None or L for one-hot.
+        encoding: ``"onehot"`` (D = L + 1, orthogonal: the paper's identity encoding plus
+            the background channel) or ``"contrastive"`` (D < L + 1 learned codes, see
+            :mod:`gsbp_ros.features.encoding`).
+        dim: D for contrastive codes (default min(L + 1, 16)); must be None or L + 1 for
+            one-hot.
         seed, steps: contrastive code training (deterministic for a seed).
+
+    Attributes:
+        codes: [L, D] code of each label. background_code: [D] code of unlabelled pixels.
     """
 
     name = "labels"
@@ -84,24 +113,29 @@ class LabelMapSource(FeatureSource):
                 f"label names must be non-empty and distinct (ignoring case and '_'), got {names}"
             )
         self.label_names: list[str] = names
-        num = len(names)
+        num = len(names) + 1  # the labels, then the background
         if encoding not in ENCODINGS:
             raise FeatureError(f"unknown label encoding {encoding!r}; use one of {ENCODINGS}")
         self.encoding = encoding
         self.seed, self.steps = int(seed), int(steps)
         if encoding == "onehot":
             if dim not in (None, num):
-                raise FeatureError(f"one-hot codes for {num} labels have dim {num}, not {dim}")
-            self.codes = torch.eye(num)
+                raise FeatureError(
+                    f"one-hot codes for {num - 1} labels and the background have dim {num}, "
+                    f"not {dim}"
+                )
+            all_codes = torch.eye(num)
             self.decoder = None
         else:
             dim = min(num, 16) if dim is None else int(dim)
-            self.codes, self.decoder = train_identity_codes(
+            all_codes, self.decoder = train_identity_codes(
                 num, dim, steps=self.steps, seed=self.seed
             )
-        self.dim = int(self.codes.shape[1])
-        # Row 0 is "unlabelled": the zero vector.
-        self._table = torch.cat([torch.zeros(1, self.dim), self.codes])
+        self.codes = all_codes[:-1].clone()
+        self.background_code = all_codes[-1].clone()
+        self.dim = int(all_codes.shape[1])
+        # Row 0 is "unlabelled": the background code.
+        self._table = torch.cat([self.background_code[None], self.codes])
         self._maps_hash: str | None = None
 
     def map_path(self, camera: Camera) -> Path | None:
@@ -148,25 +182,27 @@ class LabelMapSource(FeatureSource):
             features: [N, D] (expected or accumulated mode).
 
         Returns:
-            labels: [N] int64 in -1..L-1 (-1: no label evidence, e.g. never seen labelled).
-            confidence: [N] float32 in 0..1: one-hot, the label's share of the labelled
-                weight; contrastive, the decoder's softmax probability. 0 where label is -1.
+            labels: [N] int64 in -1..L-1; -1 where the background (unlabelled pixels)
+                outweighs every label, ties included, and where nothing was seen.
+            confidence: [N] float32 in 0..1: one-hot, the winner's share of the weight;
+                contrastive, the decoder's softmax probability. 0 where nothing was seen.
         """
         f = features.detach().float().cpu()
         if f.ndim != 2 or f.shape[1] != self.dim:
             raise FeatureError(f"label features must be [N, {self.dim}], got {list(f.shape)}")
         if self.decoder is None:
-            f = f.clamp_min(0)
-            total = f.sum(dim=1)
-            best, labels = f.max(dim=1)
-            conf = best / total.clamp_min(1e-30)
+            scores = f.clamp_min(0)
+            total = scores.sum(dim=1)
             seen = total > 0
         else:
             norm = f.norm(dim=1)
-            probs = torch.softmax(self.decoder(f / norm.clamp_min(1e-30)[:, None]), dim=1)
-            conf, labels = probs.max(dim=1)
+            scores = torch.softmax(self.decoder(f / norm.clamp_min(1e-30)[:, None]), dim=1)
+            total = torch.ones_like(norm)
             seen = norm > 0
-        labels = torch.where(seen, labels, torch.full_like(labels, -1))
+        # Background (the last code) first: max returns the first maximum, so it wins ties.
+        best, arg = torch.cat([scores[:, -1:], scores[:, :-1]], dim=1).max(dim=1)
+        conf = best / total.clamp_min(1e-30)
+        labels = torch.where(seen, arg - 1, torch.full_like(arg, -1))
         return labels, torch.where(seen, conf, torch.zeros_like(conf))
 
     def text_query(self, name: str) -> Tensor:
@@ -187,6 +223,7 @@ class LabelMapSource(FeatureSource):
             "labels": hashlib.sha256("\n".join(self.label_names).encode()).hexdigest(),
             "encoding": self.encoding,
             "dim": str(self.dim),
+            "background": "implicit",
         }
         if self.encoding == "contrastive":
             key.update(seed=str(self.seed), steps=str(self.steps))

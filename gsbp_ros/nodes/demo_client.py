@@ -8,9 +8,10 @@
    (in the node's frame, from its scene_to_frame parameters);
 4. ``~/save_region`` of the segmented mug;
 and writes to ``--out``: segmented.ply, affordance_<label>.ply, affordance.ply (binary
-xyz rgb), summary.json and summary.md (counts, centroid, boxes, approach, latencies, what
-arrived on ~/segmented_cloud and ~/affordance_markers). Exit code 0 only if every call
-succeeded.
+xyz rgb), grasps.json (the transfer's ranked grasps on the mug handle, in the node's frame),
+indices.json, summary.json and summary.md (counts, centroid, boxes, approach, grasps,
+latencies, what arrived on ~/segmented_cloud, ~/affordance_markers and ~/grasp_poses).
+Exit code 0 only if every call succeeded.
 
     python -m gsbp_ros.nodes.demo_client --scene-dir out/demo --out out/demo_client \
         [--node /gsbp] [--timeout 300]
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import rclpy
+from geometry_msgs.msg import PoseArray
 from rcl_interfaces.srv import GetParameters
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -210,6 +212,28 @@ def summary_dict(s) -> dict:
     }
 
 
+def grasp_rows(grasps, limit: int = 10) -> list[dict]:
+    """gsbp_ros/Grasp messages -> plain rows (pose, approach = +z, closing = +y, width, score)."""
+    from gsbp_ros.nodes.conversions import quaternion_to_matrix
+
+    rows = []
+    for g in list(grasps)[:limit]:
+        q, p = g.pose.orientation, g.pose.position
+        rot = quaternion_to_matrix([q.x, q.y, q.z, q.w])
+        rows.append(
+            {
+                "region": g.region,
+                "position": [round(p.x, 4), round(p.y, 4), round(p.z, 4)],
+                "quaternion_xyzw": [round(v, 5) for v in (q.x, q.y, q.z, q.w)],
+                "approach": [round(float(v), 3) for v in rot[:, 2]],
+                "closing": [round(float(v), 3) for v in rot[:, 1]],
+                "width": round(float(g.width), 4),
+                "score": round(float(g.score), 4),
+            }
+        )
+    return rows
+
+
 def get_parameters(client: Client, node_name: str, names: list[str], timeout: float) -> dict:
     req = GetParameters.Request(names=names)
     res = client.call(GetParameters, f"{node_name}/get_parameters", req, timeout)
@@ -260,6 +284,8 @@ def run(args: argparse.Namespace, node: Node, client: Client) -> dict:
     node.create_subscription(
         MarkerArray, f"{target}/affordance_markers", markers.append, LATCHED_QOS
     )
+    grasp_poses: list[PoseArray] = []
+    node.create_subscription(PoseArray, f"{target}/grasp_poses", grasp_poses.append, LATCHED_QOS)
 
     # 1. wait until ready
     t0 = time.monotonic()
@@ -312,11 +338,12 @@ def run(args: argparse.Namespace, node: Node, client: Client) -> dict:
     t = time.monotonic()
     seg = client.call(Segment, f"{target}/segment", req, args.timeout)
     record("segment", seg, time.monotonic() - t)
-    indices: dict[str, list[int]] = {}
+    indices: dict[str, object] = {}
     if seg.success:
         report["calls"]["segment"]["summary"] = summary_dict(seg.summary)
         write_ply(out / "segmented.ply", *cloud_xyz_rgb(seg.cloud))
         indices["segment"] = [int(i) for i in seg.indices]
+        report["calls"]["segment"]["grasps"] = grasp_rows(seg.grasps)
 
     # 3. transfer affordance (lift with poses)
     cams, images, masks, labels = demo_views(Path(args.scene_dir), args.views)
@@ -330,7 +357,10 @@ def run(args: argparse.Namespace, node: Node, client: Client) -> dict:
         all_xyz, all_rgb = [], []
         for r in aff.regions:
             regions[r.name] = summary_dict(r.summary)
-            indices[f"affordance_{r.name}"] = [int(i) for i in r.indices]
+            indices[f"affordance_{r.name}"] = {
+                "indices": [int(i) for i in r.indices],
+                "scores": [float(v) for v in r.scores],
+            }
             if r.cloud.width:
                 xyz, rgb = cloud_xyz_rgb(r.cloud)
                 write_ply(out / f"affordance_{r.name}.ply", xyz, rgb)
@@ -339,6 +369,9 @@ def run(args: argparse.Namespace, node: Node, client: Client) -> dict:
         if all_xyz:
             write_ply(out / "affordance.ply", np.concatenate(all_xyz), np.concatenate(all_rgb))
         report["calls"]["transfer_affordance"]["regions"] = regions
+        report["calls"]["transfer_affordance"]["grasps"] = grasp_rows(aff.grasps)
+        with atomic_write(out / "grasps.json", "w") as f:
+            json.dump(grasp_rows(aff.grasps, limit=len(aff.grasps)), f, indent=1)
 
     # 4. save the segmented mug (last selection) below the node's output_dir
     t = time.monotonic()
@@ -354,18 +387,22 @@ def run(args: argparse.Namespace, node: Node, client: Client) -> dict:
     seg_stamp = seg.header.stamp if seg.success else None
     aff_stamp = aff.header.stamp if aff.success else None
 
-    def arrived() -> tuple[list[PointCloud2], list[MarkerArray]]:
+    def arrived() -> tuple[list[PointCloud2], list[MarkerArray], list[PoseArray]]:
         clouds = [c for c in segmented if c.header.stamp == seg_stamp]
         arrays = [a for a in markers if a.markers and a.markers[0].header.stamp == aff_stamp]
-        return clouds, arrays
+        poses = [p for p in grasp_poses if p.header.stamp == aff_stamp]
+        return clouds, arrays, poses
 
+    want_poses = aff_stamp is not None and len(aff.grasps) > 0
     wait_until = time.monotonic() + 10.0
-    clouds, arrays = arrived()
+    clouds, arrays, poses = arrived()
     while time.monotonic() < wait_until and not (
-        (clouds or seg_stamp is None) and (arrays or aff_stamp is None)
+        (clouds or seg_stamp is None)
+        and (arrays or aff_stamp is None)
+        and (poses or not want_poses)
     ):
         time.sleep(0.1)  # polling interval of a condition
-        clouds, arrays = arrived()
+        clouds, arrays, poses = arrived()
     report["topics"]["segmented_cloud"] = {
         "messages": len(clouds),
         "points": int(clouds[-1].width) if clouds else 0,
@@ -375,7 +412,14 @@ def run(args: argparse.Namespace, node: Node, client: Client) -> dict:
         "namespaces": sorted({m.ns for a in arrays for m in a.markers if m.ns}),
         "markers": len(arrays[-1].markers) if arrays else 0,
     }
+    report["topics"]["grasp_poses"] = {
+        "messages": len(poses),
+        "poses": len(poses[-1].poses) if poses else 0,
+    }
     report["success"] = all(c["success"] for c in report["calls"].values())
+    if aff.success and not aff.grasps:  # the demo's point: grasps a planner can execute
+        report["success"] = False
+        report["error"] = f"no grasp on the mug handle: {aff.message}"
     with atomic_write(out / "indices.json", "w") as f:
         json.dump(indices, f)
     return report
@@ -415,6 +459,23 @@ def write_reports(out: Path, report: dict) -> None:
                 f"| {name} | {s['count']} | {s['centroid']} | {s['aabb_min']} | "
                 f"{s['aabb_max']} | {s['obb_size']} | {s['approach']} |"
             )
+    for call in ("transfer_affordance", "segment"):
+        rows = report["calls"].get(call, {}).get("grasps")
+        if not rows:
+            continue
+        lines += [
+            "",
+            f"Grasps from {call} (frame `{report.get('frame_id', '?')}`, best first; +z "
+            "approach toward the object, +y closing direction, origin between the fingertips):",
+            "",
+            "| # | region | position | approach | closing | width | score |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for i, g in enumerate(rows[:5]):
+            lines.append(
+                f"| {i} | {g['region']} | {g['position']} | {g['approach']} | "
+                f"{g['closing']} | {g['width']} | {g['score']} |"
+            )
     t = report.get("topics", {})
     if t:
         lines += [
@@ -422,7 +483,9 @@ def write_reports(out: Path, report: dict) -> None:
             f"Received on ~/segmented_cloud: {t['segmented_cloud']['messages']} message(s), "
             f"{t['segmented_cloud']['points']} points. On ~/affordance_markers: "
             f"{t['affordance_markers']['messages']} message(s), namespaces "
-            f"{t['affordance_markers']['namespaces']}.",
+            f"{t['affordance_markers']['namespaces']}. On ~/grasp_poses: "
+            f"{t.get('grasp_poses', {}).get('messages', 0)} message(s), "
+            f"{t.get('grasp_poses', {}).get('poses', 0)} poses.",
         ]
     if "error" in report:
         lines += ["", f"Error: {report['error']}"]

@@ -25,7 +25,8 @@ success=false "not ready: <state>" unless active):
     ~/save_region          gsbp_ros/srv/SaveRegion           selection -> splat .ply
 Topics (reliable, transient local, depth 1; lifecycle publishers: only while active):
     ~/scene_cloud (on activate), ~/segmented_cloud, ~/affordance_cloud: PointCloud2
-    ~/affordance_markers: MarkerArray
+    ~/affordance_markers: MarkerArray (regions; grippers of the grasps, namespace "grippers")
+    ~/grasp_poses: PoseArray, the grasps of the last Segment / TransferAffordance, best first
     /diagnostics: DiagnosticArray every diagnostics_period seconds of wall-clock time
 Subscribed: /clicked_point (geometry_msgs/PointStamped, RViz "Publish Point") -> a point
 segmentation published on ~/segmented_cloud.
@@ -43,7 +44,7 @@ from collections.abc import Callable
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import PointStamped
+from geometry_msgs.msg import PointStamped, PoseArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
@@ -62,6 +63,13 @@ from gsbp_ros.nodes.camera_msgs import camera_from_info_pose
 from gsbp_ros.nodes.cloud_msgs import make_cloud
 from gsbp_ros.nodes.errors import MessageError
 from gsbp_ros.nodes.frame_msgs import SceneToFrame, points_to_numpy
+from gsbp_ros.nodes.grasp_msgs import (
+    grasp_messages,
+    grasp_pose_array,
+    gripper_markers,
+    plan_node_grasps,
+    read_grasp_parameters,
+)
 from gsbp_ros.nodes.image_msgs import image_to_mask, image_to_rgb
 from gsbp_ros.nodes.marker_msgs import region_markers
 from gsbp_ros.nodes.qos import LATCHED_QOS
@@ -88,6 +96,7 @@ LATCHED_TOPICS = {
     "segmented_cloud": PointCloud2,
     "affordance_cloud": PointCloud2,
     "affordance_markers": MarkerArray,
+    "grasp_poses": PoseArray,
 }
 
 
@@ -406,6 +415,15 @@ class GsbpNode(LifecycleNodeMixin, Node):
         self.publish("segmented_cloud", response.cloud)
         return region
 
+    def _grasps(self, selections, header: Header):
+        """Grasps on the selections with the current parameters; ~/grasp_poses published."""
+        values = read_grasp_parameters(self)
+        result = plan_node_grasps(self.engine, selections, values, self.transform)
+        msgs = grasp_messages(result, self.transform)
+        if result.gripper is not None:
+            self.publish("grasp_poses", grasp_pose_array(msgs, header))
+        return result, msgs
+
     def _check_frame(self, frame_id: str) -> None:
         if frame_id and frame_id.lstrip("/") != self.frame_id.lstrip("/"):
             raise MessageError(
@@ -420,6 +438,8 @@ class GsbpNode(LifecycleNodeMixin, Node):
                 list(req.positive), list(req.negative), float(req.threshold)
             )
             self._fill_selection(res, sel)
+            grasps, res.grasps = self._grasps([sel], res.header)
+            res.message = "; ".join(m for m in (res.message, grasps.note) if m)
 
         return self._serve("segment", request, response, handle)
 
@@ -465,15 +485,18 @@ class GsbpNode(LifecycleNodeMixin, Node):
             self.publish(
                 "affordance_cloud", labelling_cloud(labelling, means, self.transform, header)
             )
-            self.publish(
-                "affordance_markers",
-                region_markers(
-                    regions, header, point_size=float(self.get_parameter("marker_scale").value)
-                ),
+            to_grasp = set(read_grasp_parameters(self)["grasp_labels"])
+            grasps, res.grasps = self._grasps(
+                [r for r in labelling.regions if r.name in to_grasp], header
             )
+            markers = region_markers(
+                regions, header, point_size=float(self.get_parameter("marker_scale").value)
+            )
+            markers.markers += gripper_markers(grasps, self.transform, header)
+            self.publish("affordance_markers", markers)
             counts = ", ".join(f"{r.name}: {r.indices.size}" for r in regions)
             mode = "lift-with-poses" if cameras is not None else f"kNN (k={req.k})"
-            res.message = f"{mode}: {counts}"
+            res.message = "; ".join(m for m in (f"{mode}: {counts}", grasps.note) if m)
 
         return self._serve("transfer_affordance", request, response, handle)
 

@@ -23,6 +23,7 @@ may change at any time. Both kinds pass :func:`check_value` first.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -63,15 +64,18 @@ PARAMS: tuple[Param, ...] = (
         "scene_path",
         "",
         "string",
-        "3D Gaussian Splatting scene: Inria-format .ply or gsplat checkpoint (.pt/.pth/.ckpt); "
+        "3D Gaussian Splatting scene: Inria-format .ply, antimatter15 .splat or gsplat "
+        "checkpoint (.pt/.pth/.ckpt), or a training output folder (Inria: highest "
+        "point_cloud/iteration_N; splatfacto export with dataparser_transforms.json); "
         "required ('' = not set: configure fails and says so).",
     ),
     Param(
         "cameras_path",
         "",
         "string",
-        "Views to back-project: COLMAP model folder (sparse/0) or nerfstudio transforms.json; "
-        "empty = orbit views generated around the scene.",
+        "Views to back-project: COLMAP model folder (sparse/0), nerfstudio transforms.json, "
+        "Blender transforms_train.json or Inria cameras.json; empty = the camera file next "
+        "to the scene, else orbit views; 'orbit' = orbit views generated around the scene.",
     ),
     Param(
         "cameras_transform",
@@ -80,6 +84,14 @@ PARAMS: tuple[Param, ...] = (
         "Row-major 4x4 similarity applied to the loaded camera poses (16 numbers; the "
         "identity = none), e.g. the transform of a gsplat checkpoint trained with "
         "normalize_world_space=True.",
+    ),
+    Param(
+        "images_dir",
+        "",
+        "string",
+        "Photos of the cameras as DINOv2/CLIP input, matched by image name (a camera "
+        "without one uses its render); empty = found next to the cameras (COLMAP images/, "
+        "the paths of transforms.json, Inria cfg_args); 'none' = renders only.",
     ),
     Param("device", "auto", "string", "Torch device: auto, cpu or cuda (or cuda:N)."),
     Param(
@@ -100,6 +112,13 @@ PARAMS: tuple[Param, ...] = (
         "openai/clip-vit-base-patch16",
         "string",
         "CLIP model for text segmentation: a local folder or a cached Hugging Face id.",
+    ),
+    Param(
+        "allow_downloads",
+        False,
+        "bool",
+        "Let Hugging Face ids that are not in the local cache download; off = models load "
+        "from local folders or the cache only, and a missing one is reported at once.",
     ),
     Param(
         "label_maps_dir",
@@ -126,7 +145,8 @@ PARAMS: tuple[Param, ...] = (
         "num_generated_views",
         24,
         "integer",
-        "Number of orbit views generated when cameras_path is empty.",
+        "Number of orbit views generated when no camera file is found next to the scene "
+        "(or cameras_path is 'orbit').",
     ),
     Param(
         "generated_view_size",
@@ -239,6 +259,34 @@ PARAMS: tuple[Param, ...] = (
         "double",
         "Seconds between /diagnostics messages (wall-clock time, also under use_sim_time).",
         read_only=False,
+    ),
+    # -- grasps (gsbp_ros/grasps.py; lengths in frame_id units; may change at run time) --
+    Param(
+        "max_grasps",
+        10,
+        "integer",
+        "Ranked grasps per Segment / TransferAffordance response and on ~/grasp_poses; "
+        "0 = no grasp planning.",
+        read_only=False,
+    ),
+    Param(
+        "grasp_labels",
+        ["grasp"],
+        "string_array",
+        "TransferAffordance labels whose regions get grasps.",
+        read_only=False,
+    ),
+    *(
+        Param(f"gripper.{name}", default, "double", text, read_only=False)
+        for name, default, text in (
+            ("max_opening", 0.08, "Largest distance between the fingers' inner faces."),
+            ("finger_length", 0.05, "Fingertip to palm, along the approach."),
+            ("finger_width", 0.02, "Finger size across the closing direction."),
+            ("finger_thickness", 0.01, "Finger size along the closing direction."),
+            ("palm_depth", 0.04, "Palm size along the approach, behind the fingers."),
+            ("clearance", 0.005, "Free space kept between each open finger and the object."),
+            ("approach_distance", 0.05, "Length behind the palm checked for free approach."),
+        )
     ),
 )
 
@@ -389,6 +437,8 @@ def engine_config(values: dict[str, Any]):
             rasterize_mode=values["rasterize_mode"],
         ),
         max_pairs=int(values["max_pairs"]),
+        images_dir=values["images_dir"],
+        allow_downloads=bool(values["allow_downloads"]),
     )
 
 
@@ -417,6 +467,12 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "clicked_point_threshold": (lambda v: 0.0 <= v <= 1.0, "must lie in [0, 1] (0 = none)"),
     "marker_scale": (lambda v: v > 0, "must be positive"),
     "diagnostics_period": (lambda v: v > 0, "must be positive"),
+    "max_grasps": (lambda v: v >= 0, "must be at least 0 (0 = no grasps)"),
+    **{
+        p.name: (lambda v: math.isfinite(v) and v > 0, "must be a positive number")
+        for p in PARAMS
+        if p.name.startswith("gripper.")
+    },
 }
 
 

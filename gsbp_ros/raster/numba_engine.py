@@ -190,13 +190,9 @@ class NumbaViewWeights(ViewWeights):
         self.pair_budget = int(pair_budget)
         order = self._k.depth_order(proj.valid.numpy(), _f32(proj.depths))
         m = order.shape[0]
-        self._gid = np.empty(m, np.int32)
-        self._y0 = np.empty(m, np.int32)
-        self._y1 = np.empty(m, np.int32)
-        self._mx, self._my, self._ca, self._cb, self._cc, self._opac = (
-            np.empty(m, np.float32) for _ in range(6)
-        )
-        self._e2 = np.empty(m, np.float64)
+        ints = [np.empty(m, np.int32) for _ in range(3)]  # gid, y0, y1
+        floats = [np.empty(m, np.float32) for _ in range(6)]  # mx, my, ca, cb, cc, opac
+        splats = self._k.Splats(*ints, *floats, np.empty(m, np.float64))  # e2
         kept = self._k.prepare(
             order,
             _f32(proj.means2d),
@@ -205,31 +201,10 @@ class NumbaViewWeights(ViewWeights):
             _f32(proj.opacities),
             self.width,
             self.height,
-            self._gid,
-            self._y0,
-            self._y1,
-            self._mx,
-            self._my,
-            self._ca,
-            self._cb,
-            self._cc,
-            self._opac,
-            self._e2,
+            splats,
         )
-        for name in ("_gid", "_y0", "_y1", "_mx", "_my", "_ca", "_cb", "_cc", "_opac", "_e2"):
-            setattr(self, name, getattr(self, name)[:kept])
-        rows = self._k.row_candidates(
-            self._y0,
-            self._y1,
-            self._mx,
-            self._my,
-            self._ca,
-            self._cb,
-            self._cc,
-            self._e2,
-            self.width,
-            self.height,
-        )
+        self._splats = self._k.Splats(*(a[:kept] for a in splats))
+        rows = self._k.row_candidates(self._splats, self.width, self.height)
         self.candidates = int(rows.sum())
         self._bands, self._groups = plan_bands(rows, engine_threads(), self.pair_budget)
         self._kept: _Pairs | None = None
@@ -267,16 +242,7 @@ class NumbaViewWeights(ViewWeights):
                 k.band_pairs,
                 lo,
                 hi,
-                self._gid,
-                self._y0,
-                self._y1,
-                self._mx,
-                self._my,
-                self._ca,
-                self._cb,
-                self._cc,
-                self._opac,
-                self._e2,
+                self._splats,
                 self.width,
                 trans,
                 done,
@@ -414,9 +380,13 @@ class NumbaViewWeights(ViewWeights):
 
     def _fold(self, pairs: _Pairs, in_h: int, in_w: int):
         """Entries ``(g, s, v)`` of ``W^T Up``, segmented like the pairs."""
-        ty0, ty1, wy0, wy1 = (t.numpy() for t in linear_taps(self.height, in_h))
-        tx0, tx1, wx0, wx1 = (t.numpy() for t in linear_taps(self.width, in_w))
-        ty0, ty1, tx0, tx1 = (t.astype(np.int32) for t in (ty0, ty1, tx0, tx1))
+        y0, y1, wy0, wy1 = (t.numpy() for t in linear_taps(self.height, in_h))
+        x0, x1, wx0, wx1 = (t.numpy() for t in linear_taps(self.width, in_w))
+        i32 = np.int32
+        taps = self._k.Taps(
+            y0.astype(i32), y1.astype(i32), wy0, wy1, x0.astype(i32), x1.astype(i32), wx0, wx1,
+            in_w,
+        )  # fmt: skip
         cap = 4 * pairs.counts  # at most 4 taps per pair
         starts = np.zeros_like(cap)
         starts[1:] = np.cumsum(cap)[:-1]
@@ -433,28 +403,9 @@ class NumbaViewWeights(ViewWeights):
                     local.scratch = np.zeros(in_h * in_w, dtype=np.float64)
                     local.touched = np.empty(in_h * in_w, dtype=np.int32)
                 return k.fold_band(
-                    pairs.g,
-                    pairs.p,
-                    pairs.w,
-                    int(pairs.starts[b]),
-                    int(pairs.counts[b]),
-                    self.width,
-                    ty0,
-                    ty1,
-                    wy0,
-                    wy1,
-                    tx0,
-                    tx1,
-                    wx0,
-                    wx1,
-                    in_w,
-                    local.scratch,
-                    local.touched,
-                    og,
-                    os_,
-                    ov,
-                    int(starts[b]),
-                )
+                    pairs.g, pairs.p, pairs.w, int(pairs.starts[b]), int(pairs.counts[b]),
+                    self.width, taps, local.scratch, local.touched, og, os_, ov, int(starts[b]),
+                )  # fmt: skip
 
             return run
 

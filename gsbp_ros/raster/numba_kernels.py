@@ -8,8 +8,8 @@ equal the brute-force reference in :mod:`gsbp_ros.raster.reference` up to the la
 
 Layout conventions (the engine builds these arrays):
 
-- Gaussians are given in depth order (front to back, ties by index) as parallel arrays
-  ``gid [M] int32`` (scene index), ``y0, y1 [M] int32`` (inclusive pixel rows of the
+- Gaussians are given in depth order (front to back, ties by index) as :data:`Splats`,
+  parallel arrays ``gid [M] int32`` (scene index), ``y0, y1 [M] int32`` (inclusive pixel rows of the
   margin-widened alpha ellipse), ``mx, my [M] float32`` (projected centre), ``ca, cb, cc
   [M] float32`` (conic), ``opac [M] float32`` and ``e2 [M] float64`` (squared Mahalanobis
   radius of the ellipse, with its safety margin).
@@ -20,9 +20,19 @@ Layout conventions (the engine builds these arrays):
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 
 import numpy as np
 from numba import njit
+
+Splats = namedtuple("Splats", ["gid", "y0", "y1", "mx", "my", "ca", "cb", "cc", "opac", "e2"])
+"""The depth-ordered Gaussians of a view as the band kernels read them (see the module
+docstring): one array per field, index j = the j-th Gaussian front to back."""
+
+Taps = namedtuple("Taps", ["y0", "y1", "wy0", "wy1", "x0", "x1", "wx0", "wx1", "in_w"])
+"""Separable bilinear taps of an ``in_h x in_w`` map resized to the view: output row y reads
+source rows ``y0[y]``, ``y1[y]`` with weights ``wy0[y]``, ``wy1[y]`` (int32 / float64 [H]),
+likewise for columns ([W]); source sample ``s = row * in_w + col``."""
 
 _F0 = np.float32(0.0)
 _F05 = np.float32(0.5)
@@ -55,64 +65,45 @@ def _row_span(mx, dy, ca, cb, cc, e2, width):
 
 
 @njit(nogil=True, cache=True)
-def row_candidates(y0, y1, mx, my, ca, cb, cc, e2, width, height):
-    """[height] int64: candidate (Gaussian, pixel) pairs on each pixel row.
+def row_candidates(s, width, height):
+    """[height] int64: candidate (Gaussian, pixel) pairs on each pixel row of ``s`` (Splats).
 
     An exact upper bound of the pairs the band kernel can keep on that row, so that a band's
     output fits in the slot sized by these counts.
     """
     counts = np.zeros(height, dtype=np.int64)
-    for i in range(y0.shape[0]):
-        for y in range(max(y0[i], 0), min(y1[i], height - 1) + 1):
-            dy = my[i] - (np.float32(y) + _F05)
-            x0, x1 = _row_span(mx[i], dy, ca[i], cb[i], cc[i], e2[i], width)
+    for i in range(s.y0.shape[0]):
+        for y in range(max(s.y0[i], 0), min(s.y1[i], height - 1) + 1):
+            dy = s.my[i] - (np.float32(y) + _F05)
+            x0, x1 = _row_span(s.mx[i], dy, s.ca[i], s.cb[i], s.cc[i], s.e2[i], width)
             if x1 >= x0:
                 counts[y] += x1 - x0 + 1
     return counts
 
 
 @njit(nogil=True, cache=True)
-def band_pairs(
-    row_lo,
-    row_hi,
-    gid,
-    y0,
-    y1,
-    mx,
-    my,
-    ca,
-    cb,
-    cc,
-    opac,
-    e2,
-    width,
-    trans,
-    done,
-    out_g,
-    out_p,
-    out_w,
-    start,
-):
-    """Composite the rows ``row_lo <= y < row_hi`` front to back; write the kept pairs.
+def band_pairs(row_lo, row_hi, s, width, trans, done, out_g, out_p, out_w, start):
+    """Composite the rows ``row_lo <= y < row_hi`` of ``s`` (Splats) front to back; write the
+    kept pairs.
 
     ``trans [H*W] float32`` (1 on entry) and ``done [H*W] bool`` (False on entry) hold each
     pixel's transmittance and stop flag; only this band's pixels are touched, so bands can
     run concurrently. Pairs go to ``out_*[start:start + count]``; returns ``count``.
     """
     k = start
-    for i in range(gid.shape[0]):
-        if y1[i] < row_lo or y0[i] >= row_hi:
+    for i in range(s.gid.shape[0]):
+        if s.y1[i] < row_lo or s.y0[i] >= row_hi:
             continue
-        g = gid[i]
-        gx = mx[i]
-        gy = my[i]
-        a = ca[i]
-        b = cb[i]
-        c = cc[i]
-        o = opac[i]
-        for y in range(max(y0[i], row_lo), min(y1[i], row_hi - 1) + 1):
+        g = s.gid[i]
+        gx = s.mx[i]
+        gy = s.my[i]
+        a = s.ca[i]
+        b = s.cb[i]
+        c = s.cc[i]
+        o = s.opac[i]
+        for y in range(max(s.y0[i], row_lo), min(s.y1[i], row_hi - 1) + 1):
             dy = gy - (np.float32(y) + _F05)
-            x0, x1 = _row_span(gx, dy, a, b, c, e2[i], width)
+            x0, x1 = _row_span(gx, dy, a, b, c, s.e2[i], width)
             base = y * width
             for x in range(x0, x1 + 1):
                 pix = base + x
@@ -137,29 +128,7 @@ def band_pairs(
 
 
 @njit(nogil=True, cache=True)
-def fold_band(
-    g,
-    p,
-    w,
-    start,
-    count,
-    width,
-    ty0,
-    ty1,
-    wy0,
-    wy1,
-    tx0,
-    tx1,
-    wx0,
-    wx1,
-    in_w,
-    scratch,
-    touched,
-    out_g,
-    out_s,
-    out_v,
-    out_start,
-):
+def fold_band(g, p, w, start, count, width, taps, scratch, touched, out_g, out_s, out_v, out_start):
     """Fold bilinear upsampling into one band's weights: ``(W^T Up)`` entries of the band.
 
     For each run of pairs of one Gaussian, spread every weight over the 4 taps of its pixel
@@ -180,23 +149,23 @@ def fold_band(
             wi = np.float64(w[i])
             for r in range(2):
                 if r == 0:
-                    sr = ty0[y]
-                    fr = wy0[y]
+                    sr = taps.y0[y]
+                    fr = taps.wy0[y]
                 else:
-                    sr = ty1[y]
-                    fr = wy1[y]
+                    sr = taps.y1[y]
+                    fr = taps.wy1[y]
                 if fr == 0.0:
                     continue
                 for q in range(2):
                     if q == 0:
-                        sc = tx0[x]
-                        fc = wx0[x]
+                        sc = taps.x0[x]
+                        fc = taps.wx0[x]
                     else:
-                        sc = tx1[x]
-                        fc = wx1[x]
+                        sc = taps.x1[x]
+                        fc = taps.wx1[x]
                     if fc == 0.0:
                         continue
-                    s = sr * in_w + sc
+                    s = sr * taps.in_w + sc
                     if scratch[s] == 0.0:
                         touched[n_touched] = s
                         n_touched += 1
@@ -423,31 +392,13 @@ _F1E30 = np.float32(1e-30)
 
 
 @njit(nogil=True, cache=True)
-def prepare(
-    order,
-    means2d,
-    conics,
-    covars2d,
-    opacities,
-    width,
-    height,
-    gid,
-    y0,
-    y1,
-    mx,
-    my,
-    ca,
-    cb,
-    cc,
-    opac,
-    e2,
-):
+def prepare(order, means2d, conics, covars2d, opacities, width, height, s):
     """Gather the depth-ordered Gaussians whose alpha ellipse touches the image.
 
     For each ``order[j]``: the squared Mahalanobis radius where alpha can reach 1/255, with
     the engines' safety margin (``e^2 * 1.01 + 0.01``), and the inclusive pixel rows of that
     ellipse's bounding box. Gaussians whose box misses the image are dropped. Writes the
-    parallel arrays of the band kernels; returns how many were kept.
+    first entries of ``s`` (Splats, as long as ``order``); returns how many were kept.
     """
     k = 0
     wf = np.float64(width)
@@ -468,16 +419,16 @@ def prepare(
         by1 = min(max(np.floor(gy + ry - 0.5), -1.0), hf - 1.0)
         if bx1 < bx0 or by1 < by0:
             continue
-        gid[k] = i
-        y0[k] = int(by0)
-        y1[k] = int(by1)
-        mx[k] = means2d[i, 0]
-        my[k] = means2d[i, 1]
-        ca[k] = conics[i, 0]
-        cb[k] = conics[i, 1]
-        cc[k] = conics[i, 2]
-        opac[k] = o
-        e2[k] = r2
+        s.gid[k] = i
+        s.y0[k] = int(by0)
+        s.y1[k] = int(by1)
+        s.mx[k] = means2d[i, 0]
+        s.my[k] = means2d[i, 1]
+        s.ca[k] = conics[i, 0]
+        s.cb[k] = conics[i, 1]
+        s.cc[k] = conics[i, 2]
+        s.opac[k] = o
+        s.e2[k] = r2
         k += 1
     return k
 

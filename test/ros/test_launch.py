@@ -198,6 +198,7 @@ def test_ctrl_c_during_start_up_and_an_empty_scene_path(launch_env, demo, ros_cl
     slow = _write_params(
         tmp_path / "slow.yaml",
         {
+            "cameras_path": "orbit",  # the demo folder's own cameras would be found otherwise
             "device": "cpu",
             "feature_sources": ["labels"],
             "label_maps_dir": str(maps),

@@ -90,6 +90,7 @@ def test_configure_over_dds_keeps_the_node_answering(ros_env, demo, ros_client, 
     params = {
         "autostart": False,
         "scene_path": str(demo["dir"] / "scene.ply"),
+        "cameras_path": "orbit",  # the demo folder's own cameras would be found otherwise
         "device": "cpu",
         "feature_sources": ["labels"],
         "label_maps_dir": str(no_maps),
@@ -219,7 +220,8 @@ def test_segment_mug(good, ros_client, demo, scene_means):
     names = read_points(res.cloud).dtype.names
     assert names == ("x", "y", "z", "rgb", "score", "label")
     c = res.summary.centroid
-    np.testing.assert_allclose([c.x, c.y, c.z], t.points(scene_means[idx].mean(0)), atol=1e-4)
+    # The centroid is weighted by opacity and visibility (regions.py): near the plain mean.
+    np.testing.assert_allclose([c.x, c.y, c.z], t.points(scene_means[idx].mean(0)), atol=0.03)
     # The box size is in frame units (scale 2).
     s = res.summary.obb_size
     assert max(s.x, s.y, s.z) > 0.15  # the mug is ~0.09-0.13 m wide in the scene
@@ -282,7 +284,7 @@ def test_transfer_affordance_lift_with_poses_and_markers(good, ros_client, demo)
             for a in msgs
             if a.markers[0].header.stamp == res.header.stamp
             and a.markers[0].action == Marker.DELETEALL
-            and {x.ns for x in a.markers[1:]} == {"grasp", "contain"}
+            and {"grasp", "contain"} <= {x.ns for x in a.markers[1:]}
         ]
 
     markers.wait_for(this_transfer, timeout=30)
@@ -582,7 +584,7 @@ def test_demo_client_process(good, ros_env, demo, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["success"]
     assert set(summary["calls"]) == {"segment", "transfer_affordance", "save_region"}
-    assert summary["topics"]["affordance_markers"]["namespaces"] == ["contain", "grasp"]
+    assert summary["topics"]["affordance_markers"]["namespaces"] == ["contain", "grasp", "grippers"]
     assert summary["topics"]["segmented_cloud"]["messages"] >= 1
     for f in ("segmented.ply", "affordance.ply", "affordance_grasp.ply", "summary.md"):
         assert (out / f).is_file(), f

@@ -23,6 +23,7 @@ def _slow_params(demo, folder) -> dict:
     folder.mkdir(exist_ok=True)
     return {
         "scene_path": str(demo["dir"] / "scene.ply"),
+        "cameras_path": "orbit",  # the demo folder's own cameras would be found otherwise
         "device": "cpu",
         "feature_sources": ["labels"],
         "label_maps_dir": str(folder),
