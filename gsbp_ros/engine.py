@@ -21,6 +21,7 @@ import torch
 from gsbp_ros.camera import Camera
 from gsbp_ros.errors import FeatureError, GsbpError, QueryError
 from gsbp_ros.field import FeatureField
+from gsbp_ros.limits import RequestLimits
 from gsbp_ros.raster.options import RasterOptions
 from gsbp_ros.results import GraspSet, Labelling, Selection
 from gsbp_ros.scene import SH_C0, GaussianScene
@@ -137,6 +138,9 @@ class GsbpEngine:
         self.field: FeatureField | None = None
         self.device = torch.device("cpu")
         self.last_selection: Selection | None = None
+        # Per-request bounds (gsbp_ros.limits); the node sets them from its parameters.
+        self.limits = RequestLimits()
+        self._kdtree = None  # of the scene's means, for the point prompts' distance check
         self.capture = None  # gsbp_ros.captures.Capture once start-up resolved the paths
         # Device copies made once at start-up: per-request transfers of an [N, C] field
         # would dominate query latency on a GPU.
@@ -524,9 +528,11 @@ class GsbpEngine:
 
     def segment_text(self, positive: list[str], negative: list[str], threshold: float) -> Selection:
         """Gaussians whose best positive prompt beats every negative (paper Sec. 4.2)."""
+        from gsbp_ros.limits import check_prompts
         from gsbp_ros.query import similarity_segment, validate_prompts
 
         self.check_ready()
+        check_prompts(positive, negative, self.limits)
         positive, negative = validate_prompts(positive, negative)
         _check_threshold(threshold)
         with self._lock:
@@ -586,14 +592,18 @@ class GsbpEngine:
         Args:
             positive: [P, 3] world points (P >= 1). negative: [Q, 3].
         """
+        from gsbp_ros.limits import check_near_scene, check_points
         from gsbp_ros.query import point_prompt_queries, similarity_segment
 
         self.check_ready()
+        check_points(len(positive) + len(negative), self.limits)
         positive = _points(positive, "positive")
         negative = _points(negative, "negative")
         if positive.shape[0] == 0:
             raise QueryError("segment_points needs at least one positive point")
         _check_threshold(threshold)
+        everything = np.concatenate([positive, negative])
+        check_near_scene(everything, self._nearest_distances(everything), self.limits.point_margin)
         with self._lock:
             t0 = time.monotonic()
             source = next((s for s in ("dinov2", "clip", "labels") if s in self.sources), None)
@@ -651,6 +661,10 @@ class GsbpEngine:
             pts = pixel_prompt_points(camera, pixels, depth.cpu(), alpha=alpha.cpu())
             return pts.cpu().numpy().astype(np.float64)
 
+    def _nearest_distances(self, points: np.ndarray) -> np.ndarray:
+        with self._lock:
+            return _nearest_distances_of(self, points)
+
     def transfer_affordance(
         self,
         images: list[np.ndarray],
@@ -669,12 +683,19 @@ class GsbpEngine:
             images: HxWx3 uint8 RGB. masks: HxW int, v > 0 means labels[v-1].
             labels: L names. k: neighbours for the kNN vote.
         """
+        from gsbp_ros.limits import check_k, check_labels, check_pixels
         from gsbp_ros.query import knn_transfer, labels_to_selections
 
         self.check_ready()
+        check_labels(labels, self.limits)
+        check_pixels([a.shape for a in [*images, *masks]], self.limits)
+        if images and len(images) != len(masks):
+            raise QueryError(f"got {len(images)} source images but {len(masks)} masks")
         _check_sources(images, masks, labels, cameras)
         if k <= 0:
             raise QueryError(f"k must be at least 1, got {k}")
+        if cameras is None:
+            check_k(k, self.limits)
         with self._lock:
             t0 = time.monotonic()
             if cameras is not None:
@@ -800,6 +821,17 @@ class GsbpEngine:
                 overwrite=overwrite,
             )
         return str(written), int(count)
+
+
+def _nearest_distances_of(engine: GsbpEngine, points: np.ndarray) -> np.ndarray:
+    """[P] distance from each point to the nearest Gaussian centre (a k-d tree of the means,
+    built once)."""
+    if engine._kdtree is None:
+        from scipy.spatial import cKDTree
+
+        engine._kdtree = cKDTree(engine.scene.means.detach().cpu().numpy().astype(np.float64))
+    dist, _ = engine._kdtree.query(points, k=1)
+    return np.asarray(dist, dtype=np.float64).reshape(-1)
 
 
 def _remove_stale_outputs(output_dir: str, log: Callable[[str], None]) -> None:

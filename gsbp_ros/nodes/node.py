@@ -57,6 +57,7 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from gsbp_ros.errors import GsbpError
+from gsbp_ros.limits import check_pixels
 from gsbp_ros.nodes import health, signals
 from gsbp_ros.nodes import params as P
 from gsbp_ros.nodes.camera_msgs import camera_from_info_pose
@@ -370,6 +371,7 @@ class GsbpNode(LifecycleNodeMixin, Node):
         try:
             if reason:
                 raise _NotReady(reason)
+            self.engine.limits = P.request_limits(self)  # parameters may change at any time
             handler(request, response)
             response.success = True
         except _NotReady as exc:
@@ -458,6 +460,11 @@ class GsbpNode(LifecycleNodeMixin, Node):
 
     def _on_transfer(self, request, response):
         def handle(req, res) -> None:
+            # Before converting anything: the images' size from their headers.
+            check_pixels(
+                [(m.height, m.width) for m in [*req.source_images, *req.source_masks]],
+                self.engine.limits,
+            )
             masks = [image_to_mask(m, f"source_masks[{i}]") for i, m in enumerate(req.source_masks)]
             images = [
                 image_to_rgb(m, f"source_images[{i}]") for i, m in enumerate(req.source_images)

@@ -260,6 +260,57 @@ PARAMS: tuple[Param, ...] = (
         "Seconds between /diagnostics messages (wall-clock time, also under use_sim_time).",
         read_only=False,
     ),
+    # -- bounds of one request (gsbp_ros.limits; may change at any time) --
+    Param(
+        "max_points",
+        1000,
+        "integer",
+        "Most point prompts (positive + negative) in one SegmentPoints request; 0 = no bound.",
+        read_only=False,
+    ),
+    Param(
+        "max_prompts",
+        32,
+        "integer",
+        "Most text prompts (positive + negative) in one Segment request; 0 = no bound.",
+        read_only=False,
+    ),
+    Param(
+        "max_prompt_chars",
+        200,
+        "integer",
+        "Most characters in one text prompt; 0 = no bound.",
+        read_only=False,
+    ),
+    Param(
+        "max_labels",
+        32,
+        "integer",
+        "Most labels in one TransferAffordance request; 0 = no bound.",
+        read_only=False,
+    ),
+    Param(
+        "max_request_pixels",
+        8000000,
+        "integer",
+        "Most pixels of all images and masks of one TransferAffordance request; 0 = no bound.",
+        read_only=False,
+    ),
+    Param(
+        "max_k",
+        64,
+        "integer",
+        "Largest k of a TransferAffordance kNN request; 0 = no bound.",
+        read_only=False,
+    ),
+    Param(
+        "point_margin",
+        0.5,
+        "double",
+        "A point prompt farther than this from every Gaussian is refused, with its distance "
+        "(scene units; 0 = no check).",
+        read_only=False,
+    ),
     # -- grasps (gsbp_ros/grasps.py; lengths in frame_id units; may change at run time) --
     Param(
         "max_grasps",
@@ -467,6 +518,18 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "clicked_point_threshold": (lambda v: 0.0 <= v <= 1.0, "must lie in [0, 1] (0 = none)"),
     "marker_scale": (lambda v: v > 0, "must be positive"),
     "diagnostics_period": (lambda v: v > 0, "must be positive"),
+    **{
+        name: (lambda v: v >= 0, "must be >= 0 (0 = no bound)")
+        for name in (
+            "max_points",
+            "max_prompts",
+            "max_prompt_chars",
+            "max_labels",
+            "max_request_pixels",
+            "max_k",
+        )
+    },
+    "point_margin": (lambda v: 0.0 <= v < float("inf"), "must be >= 0 (0 = no check)"),
     "max_grasps": (lambda v: v >= 0, "must be at least 0 (0 = no grasps)"),
     **{
         p.name: (lambda v: math.isfinite(v) and v > 0, "must be a positive number")
@@ -507,3 +570,21 @@ def validate(values: dict[str, Any]) -> None:
             "scene_path is not set: set the node parameter scene_path (launch argument "
             "scene_path:=...) to an Inria-format .ply or a gsplat checkpoint"
         )
+
+
+def request_limits(node):
+    """:class:`gsbp_ros.limits.RequestLimits` from the node's current parameters."""
+    from gsbp_ros.limits import RequestLimits
+
+    def get(name: str):
+        return node.get_parameter(name).value
+
+    return RequestLimits(
+        max_points=int(get("max_points")),
+        max_prompts=int(get("max_prompts")),
+        max_prompt_chars=int(get("max_prompt_chars")),
+        max_labels=int(get("max_labels")),
+        max_request_pixels=int(get("max_request_pixels")),
+        max_k=int(get("max_k")),
+        point_margin=float(get("point_margin")),
+    )

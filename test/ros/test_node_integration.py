@@ -596,3 +596,31 @@ def test_sigint_stops_the_node_cleanly(nodes):
     assert nodes["broken"].alive()
     assert nodes["broken"].stop() == 0, nodes["broken"].log()[-3000:]
     assert "Traceback" not in nodes["broken"].log()
+
+
+def test_requests_over_a_bound_are_refused_naming_it(good, ros_client):
+    from geometry_msgs.msg import Point
+    from rcl_interfaces.msg import Parameter as ParameterMsg
+    from rcl_interfaces.msg import ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    from gsbp_ros.srv import Segment, SegmentPoints, TransferAffordance
+
+    far = SegmentPoints.Request(positive=[Point(x=100.0, y=0.0, z=0.0)])
+    res = ros_client.call(SegmentPoints, good.service("segment_points"), far)
+    assert not res.success and "from the nearest Gaussian > point_margin" in res.message
+    dup = TransferAffordance.Request(labels=["grasp", "grasp"], k=1)
+    res = ros_client.call(TransferAffordance, good.service("transfer_affordance"), dup)
+    assert not res.success and "duplicate label 'grasp'" in res.message
+    # Bounds are parameters that may change at run time.
+    value = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=1)
+    req = SetParameters.Request(parameters=[ParameterMsg(name="max_prompts", value=value)])
+    res = ros_client.call(SetParameters, f"{good.fqn}/set_parameters", req)
+    assert res.results[0].successful, res.results[0].reason
+    try:
+        res = ros_client.call(Segment, good.service("segment"), _segment(["mug"], ["table"]))
+        assert not res.success and "2 prompts > max_prompts (1)" in res.message
+    finally:
+        value.integer_value = 32
+        ros_client.call(SetParameters, f"{good.fqn}/set_parameters", req)
+    assert ros_client.call(Segment, good.service("segment"), _segment(["mug"])).success
