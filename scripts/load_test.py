@@ -54,7 +54,7 @@ def machine() -> str:
         f"{os.cpu_count()} CPUs ({cpu}), {mem} RAM, {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}, rclpy {version('rclpy')}, "
         f"rmw {os.environ.get('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp (default)')}, "
-        f"Fast DDS {version('ros-fastdds')}"
+        f"ros-fastdds {version('ros-fastdds')}"
     )
 
 

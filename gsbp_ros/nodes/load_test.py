@@ -216,6 +216,8 @@ class RunResult:
             "resent_calls": sum(r.get("resends", 0) > 0 for r in self.records),
             "wall_s": round(self.wall_s, 2),
             "errors": self.errors,
+            # For the node's log: kind, sequence number, send time, resends, late answer.
+            "unanswered_calls": [r for r in self.records if not r["answered"]][:20],
             "failure_messages": sorted(
                 {r["message"] for r in self.records if r["answered"] and not r["success"]}
             )[:5],
