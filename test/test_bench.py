@@ -3,6 +3,8 @@ No speed is asserted anywhere (speeds live in docs/benchmarks.md)."""
 
 from __future__ import annotations
 
+import pytest
+
 from gsbp_ros.bench import machine_description, to_markdown, write_section
 from gsbp_ros.bench.worker import run
 
@@ -58,3 +60,29 @@ def test_merge_rows_replaces_what_was_measured_again():
     assert [r["method"] for r in merged] == ["numba", "paper", "numba", "lift"]
     assert merged[0]["median_s"] == 1.0 and merged[2]["median_s"] == 3.0
     assert merged[1]["ratio"] == 8.0  # redone against the new ours-row
+
+
+def test_startup_bench_finds_the_params_file_in_the_source_tree_and_an_install(
+    tmp_path, monkeypatch
+):
+    """Without AMENT_PREFIX_PATH (no ``source install/setup.bash``) the bench still hands the
+    node a params file that exists, never a path that only looks plausible."""
+    from gsbp_ros.bench import startup
+
+    monkeypatch.delenv("AMENT_PREFIX_PATH", raising=False)
+    found = startup._params_file()
+    assert found.is_file() and found.name == "gsbp.yaml"
+    assert found.read_text() == (startup.Path(__file__).parents[1] / "config/gsbp.yaml").read_text()
+
+    # the colcon layout: install/gsbp_ros/lib/python3.X/site-packages/gsbp_ros/bench/startup.py
+    prefix = tmp_path / "install" / "gsbp_ros"
+    module = prefix / "lib/python3.11/site-packages/gsbp_ros/bench/startup.py"
+    module.parent.mkdir(parents=True)
+    module.write_text("")
+    (prefix / "share/gsbp_ros/config").mkdir(parents=True)
+    (prefix / "share/gsbp_ros/config/gsbp.yaml").write_text("x: 1\n")
+    monkeypatch.setattr(startup, "__file__", str(module))
+    assert startup._params_file() == prefix / "share/gsbp_ros/config/gsbp.yaml"
+    (prefix / "share/gsbp_ros/config/gsbp.yaml").unlink()
+    with pytest.raises(FileNotFoundError, match=r"gsbp\.yaml not found"):
+        startup._params_file()

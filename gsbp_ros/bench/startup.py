@@ -60,17 +60,29 @@ def _start_once(params_file: Path, overrides: list[str], timeout: float) -> floa
 
 
 def _params_file() -> Path:
-    """The package's config/gsbp.yaml: from the ament index of the built package, else the
-    source checkout this module lives in."""
+    """The package's config/gsbp.yaml: from the ament index, else beside this module in a
+    colcon install (``install/gsbp_ros/lib/pythonX/site-packages`` -> ``share/gsbp_ros``),
+    else the source checkout this module lives in."""
+    candidates = []
     try:
         from ament_index_python.packages import get_package_share_directory
 
-        installed = Path(get_package_share_directory("gsbp_ros")) / "config" / "gsbp.yaml"
-        if installed.is_file():
-            return installed
-    except (ImportError, LookupError):
+        candidates.append(Path(get_package_share_directory("gsbp_ros")))
+    except (ImportError, LookupError, OSError):  # OSError: no AMENT_PREFIX_PATH
         pass
-    return Path(__file__).resolve().parents[2] / "config" / "gsbp.yaml"
+    here = Path(__file__).resolve()
+    if len(here.parents) > 5:
+        candidates.append(here.parents[5] / "share" / "gsbp_ros")
+    candidates.append(here.parents[2])
+    for root in candidates:
+        path = root / "config" / "gsbp.yaml"
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        "config/gsbp.yaml not found (looked in "
+        + ", ".join(str(c / "config") for c in candidates)
+        + "): build the package (scripts/build_ros.sh) or run from the source checkout"
+    )
 
 
 def measure_startup(*, repeat: int = 5, timeout: float = 120.0) -> dict:
