@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from capture_layouts import write_inria_cameras
 
 from gsbp_ros.cameras import load_cameras
 from gsbp_ros.demo_scene import write_demo_scene
@@ -446,23 +447,9 @@ def test_engine_opens_an_inria_output_folder_and_says_what_it_picked(demo, tmp_p
         shutil.copy(
             demo / "scene.ply", root / "point_cloud" / f"iteration_{it}" / "point_cloud.ply"
         )
-    entries = []
-    for i, cam in enumerate(load_cameras(demo / "sparse" / "0")):
-        c2w = cam.cam_to_world.double().numpy()
-        fx, fy, _, _ = cam.pinhole()
-        entries.append(
-            {
-                "id": i,
-                "img_name": cam.stem,
-                "width": cam.width,
-                "height": cam.height,
-                "position": c2w[:3, 3].tolist(),
-                "rotation": c2w[:3, :3].tolist(),
-                "fx": fx,
-                "fy": fy,
-            }
-        )
-    (root / "cameras.json").write_text(json.dumps(entries))
+    cameras = load_cameras(demo / "sparse" / "0")
+    c2ws = [cam.cam_to_world.double().numpy() for cam in cameras]
+    write_inria_cameras(root / "cameras.json", cameras, c2ws)
     logs: list[str] = []
     eng = GsbpEngine(_config(demo, scene_path=str(root), cameras_path=""), log=logs.append)
     eng.start()

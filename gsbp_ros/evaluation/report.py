@@ -78,12 +78,7 @@ def summary_section(rows: Sequence[dict], results: Sequence[MethodResult]) -> li
         text += f"holds with {'; '.join(met)}" if met else "holds in no combined condition"
         text += f"; it does not with {'; '.join(missed)}." if missed else "."
         out += [f"- {text}"]
-    conds: list[str] = []
-    for r in results:
-        if describe_condition(r.condition) not in conds:
-            conds.append(describe_condition(r.condition))
-    for c in conds:
-        group = [r for r in results if describe_condition(r.condition) == c]
+    for c, group in _by_condition(results):
         bp = next((r for r in group if r.method == BACKPROJECTION), None)
         others = [r for r in group if r is not bp]
         if bp is None or not others:
@@ -292,12 +287,7 @@ def comparison_section(
     if plot:
         out += [f"![back-projection vs distillation]({plot})", ""]
     out += ["**Where distillation wins, and where it does not** (from the table above):", ""]
-    conds: list[str] = []
-    for r in results:
-        if describe_condition(r.condition) not in conds:
-            conds.append(describe_condition(r.condition))
-    for c in conds:
-        group = [r for r in results if describe_condition(r.condition) == c]
+    for c, group in _by_condition(results):
         bp = next((r for r in group if r.method == BACKPROJECTION), None)
         if bp is None:
             continue
@@ -305,6 +295,14 @@ def comparison_section(
             if r is not bp:
                 out.append(f"- {c}, {r.method}: " + _verdict(bp, r) + ".")
     return [*out, ""]
+
+
+def _by_condition(results: Sequence[MethodResult]) -> list[tuple[str, list[MethodResult]]]:
+    """The results grouped by input condition, conditions in the order they first appear."""
+    groups: dict[str, list[MethodResult]] = {}
+    for r in results:
+        groups.setdefault(describe_condition(r.condition), []).append(r)
+    return list(groups.items())
 
 
 def _verdict(bp: MethodResult, other: MethodResult) -> str:

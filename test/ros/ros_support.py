@@ -76,7 +76,38 @@ INTERFACES_MISSING = _use_install_interfaces()
 # -- node processes --------------------------------------------------------------------------
 
 
-class NodeProcess:
+class LoggedProcess:
+    """A child process whose stdout and stderr go to ``log_path`` (read while it runs)."""
+
+    name: str
+    log_path: Path
+    proc: subprocess.Popen
+
+    def _start(self, args: list[str], env: dict[str, str], cwd: Path, **popen) -> None:
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed when the process ends
+        self.proc = subprocess.Popen(
+            args, env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT, **popen
+        )
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, text: str, timeout: float = 120.0) -> None:
+        """Until ``text`` appears in the output (fails if the process exits first)."""
+        wait_for(
+            lambda: text in self.log() or not self.alive(),
+            timeout,
+            f"{text!r} in the log of {self.name}",
+        )
+        assert text in self.log(), f"{self.name} exited before {text!r}:\n{self.log()[-3000:]}"
+
+
+class NodeProcess(LoggedProcess):
     """A gsbp node started as ``python -m gsbp_ros.nodes.gsbp_node --ros-args ...``."""
 
     def __init__(self, name: str, env: dict[str, str], params: dict[str, object], workdir: Path):
@@ -97,21 +128,10 @@ class NodeProcess:
         ]
         for key, value in params.items():
             args += ["-p", f"{key}:={_param_text(value)}"]
-        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            args, env=env, cwd=workdir, stdout=self._log, stderr=subprocess.STDOUT
-        )
+        self._start(args, env, workdir)
 
     def service(self, name: str) -> str:
         return f"{self.fqn}/{name}"
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def log(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGINT) -> int | None:
         """Send ``sig`` (if still running) and wait; the exit code (-N: killed by signal N,
@@ -126,15 +146,6 @@ class NodeProcess:
         if not self._log.closed:
             self._log.close()
         return self.proc.returncode
-
-    def wait_for_log(self, text: str, timeout: float = 120.0) -> None:
-        """Until ``text`` appears in the node's output (fails if the node exits first)."""
-        wait_for(
-            lambda: text in self.log() or not self.alive(),
-            timeout,
-            f"{text!r} in the log of {self.name}",
-        )
-        assert text in self.log(), f"{self.name} exited before {text!r}:\n{self.log()[-3000:]}"
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str, interval=0.1):

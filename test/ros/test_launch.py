@@ -12,7 +12,6 @@ import contextlib
 import importlib.util
 import os
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from ros_support import (
     INSTALL,
     PYTHON,
     ROOT,
+    LoggedProcess,
     all_parameters,
     demo_node_params,
     descendants,
@@ -54,7 +54,7 @@ def launch_env(ros_env) -> dict[str, str]:
     return ros_env
 
 
-class Launch:
+class Launch(LoggedProcess):
     """One launch as its own process group (a terminal's Ctrl-C reaches the whole group)."""
 
     def __init__(self, env, workdir: Path, name: str, args: list[str], *, file=None):
@@ -62,27 +62,8 @@ class Launch:
         self.fqn = ""
         self.log_path = workdir / f"{name}.log"
         target = ["--file", str(file)] if file else ["gsbp_ros", "gsbp.launch.py"]
-        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in interrupt()/kill()
-        self.proc = subprocess.Popen(
-            [PYTHON, str(RUNNER), *target, *args],
-            env=env,
-            cwd=workdir,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def log(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for_output(self, text: str, timeout: float = 180.0) -> None:
-        wait_for(lambda: text in self.log() or not self.alive(), timeout, repr(text))
-        assert text in self.log(), f"{self.name} ended before {text!r}:\n{self.log()[-3000:]}"
+        # its own session: a terminal's Ctrl-C reaches the whole group
+        self._start([PYTHON, str(RUNNER), *target, *args], env, workdir, start_new_session=True)
 
     def interrupt(self, *, whole_group: bool) -> int:
         """SIGINT to the launch process (or to its whole group, as Ctrl-C in a terminal);
@@ -231,7 +212,7 @@ def test_ctrl_c_during_start_up_and_an_empty_scene_path(launch_env, demo, ros_cl
             "not ready: unconfigured: start-up failed: scene_path is not set: "
         ), res.message
         assert all_parameters(ros_client, empty.fqn)["scene_path"] == ""
-        projecting.wait_for_output("back-projecting: ")
+        projecting.wait_for_log("back-projecting: ", timeout=180)
         pids = descendants(empty.proc.pid) + descendants(projecting.proc.pid)
         codes = [launch.interrupt(whole_group=True) for launch in (empty, projecting)]
     finally:
