@@ -233,6 +233,7 @@ def _engine_config(args: argparse.Namespace):
         clip_model=args.clip_model,
         label_maps_dir=args.label_maps,
         label_names=_label_names(args.label_names, args.label_maps),
+        label_unlabelled=args.unlabelled,
         cache_dir=args.cache_dir,
         max_views=args.max_views,
         render_scale=args.render_scale,
@@ -513,6 +514,13 @@ def _add_engine_args(p: argparse.ArgumentParser, *, images_flag: str = "--images
     p.add_argument("--clip-model", default="openai/clip-vit-base-patch16")
     p.add_argument("--label-maps", default="", help="folder of <image stem>.png|.npy label maps")
     p.add_argument("--label-names", default="", help="comma list (default: names.json nearby)")
+    p.add_argument(
+        "--unlabelled",
+        default="background",
+        choices=["background", "ignore"],
+        help="what label-map value 0 votes for: an implicit background label, or nothing "
+        "(labels cover the scene, gaps mean unknown)",
+    )
     p.add_argument("--cache-dir", default="", help="feature-field cache folder ('' = none)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     _add_raster_args(p)

@@ -59,6 +59,8 @@ class EngineConfig:
     clip_model: str = "openai/clip-vit-base-patch16"
     label_maps_dir: str = ""
     label_names: list[str] = field(default_factory=list)
+    # What unlabelled label-map pixels vote for: "background" or "ignore" (no vote).
+    label_unlabelled: str = "background"
     cache_dir: str = ""
     max_views: int = 0
     render_scale: float = 1.0
@@ -375,7 +377,11 @@ class GsbpEngine:
                 elif name == "labels":
                     if not cfg.label_maps_dir or not cfg.label_names:
                         raise FeatureError("label_maps_dir and label_names are not set")
-                    options = {"folder": cfg.label_maps_dir, "label_names": list(cfg.label_names)}
+                    options = {
+                        "folder": cfg.label_maps_dir,
+                        "label_names": list(cfg.label_names),
+                        "unlabelled": cfg.label_unlabelled,
+                    }
                 else:
                     options = {}
                 src = make_source(name, **options)

@@ -33,7 +33,7 @@ def sweep(data):
         noise=[0.3],
         boundary=[-1, 2],
         scale=[0.5],
-        combined=[{"drop": 0.3, "flip": 0.2}],
+        combined=[{"drop": 0.3, "flip": 0.2}, {"boundary": -1, "ignore_unlabelled": 1.0}],
         seeds=2,
         holdout=4,
         engine="torch",
@@ -82,6 +82,19 @@ def test_corruption_costs_accuracy_and_finishes_agree_in_3d(data, sweep):
     # a seed changes which segments flip
     per_seed = [r.iou3d["expected"] for r in results if r.condition == {"flip": 0.4}]
     assert per_seed[0] != per_seed[1]
+
+
+def test_eroded_maps_lose_less_when_unlabelled_pixels_are_ignored(data, sweep):
+    from gsbp_ros.evaluation.comparison import describe_condition
+    from gsbp_ros.evaluation.robustness import summarize
+
+    _cfg, results = sweep
+    rows = {str(r["condition"]): r for r in summarize(results, data.names)}
+    voted = rows["{'boundary': -1}"]
+    ignored = rows["{'boundary': -1, 'ignore_unlabelled': 1.0}"]
+    assert ignored["group"] == "combined"
+    assert ignored["mean3d"] > voted["mean3d"] + 0.05
+    assert describe_condition(ignored["condition"]) == "eroded 1 px, unlabelled pixels ignored"
 
 
 def test_antialiased_lifting_recovers_what_the_low_pass_costs_at_low_resolution(data, sweep):

@@ -601,6 +601,19 @@ def test_label_cache_key_tracks_map_content(tmp_path):
     np.save(tmp_path / "v.npy", LABELS[::-1])
     assert LabelMapSource(tmp_path, NAMES).cache_key() != key
     assert LabelMapSource(tmp_path, ["a", "b", "c"]).cache_key()["labels"] != key["labels"]
+    assert LabelMapSource(tmp_path, NAMES, unlabelled="ignore").cache_key() != key
+
+
+def test_unlabelled_pixels_ignored_cast_no_vote(tmp_path):
+    np.save(tmp_path / "v.npy", LABELS)
+    source = LabelMapSource(tmp_path, NAMES, unlabelled="ignore")
+    feats = source.view_features(camera("v", width=4, height=2), None)
+    expected = torch.eye(4)[[3, 0, 1, 2]][torch.from_numpy(LABELS)]
+    expected[torch.from_numpy(LABELS) == 0] = 0.0  # no code at all, not the background's
+    assert torch.equal(feats, expected)
+    # a Gaussian seen only by unlabelled pixels decodes as "nothing seen"
+    labels, conf = source.decode(torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.2, 0.0, 0.0, 0.0]]))
+    assert labels.tolist() == [-1, 0] and conf.tolist() == [0.0, 1.0]
 
 
 # --- contrastive identity codes ---------------------------------------------------------------

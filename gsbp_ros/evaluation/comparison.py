@@ -248,4 +248,6 @@ def describe_condition(cond: dict[str, float]) -> str:
             parts.append(f"{'dilated' if v > 0 else 'eroded'} {abs(int(v))} px")
         elif axis == "scale":
             parts.append(f"rendered at {v:g}x")
+        elif axis == "ignore_unlabelled" and v:
+            parts.append("unlabelled pixels ignored")
     return ", ".join(parts)

@@ -83,8 +83,9 @@ class LabelMapFiles:
     def __exit__(self, *exc: object) -> None:
         shutil.rmtree(self._root, ignore_errors=True)
 
-    def source(self, maps: Mapping[str, np.ndarray]):
-        """A LabelMapSource over ``maps`` (stem -> [H, W] ids); replaces the previous one."""
+    def source(self, maps: Mapping[str, np.ndarray], *, unlabelled: str = "background"):
+        """A LabelMapSource over ``maps`` (stem -> [H, W] ids); replaces the previous one.
+        ``unlabelled``: what value 0 votes for (background or ignore)."""
         from gsbp_ros.features import LabelMapSource
 
         folder = self._root / str(self._count)
@@ -93,7 +94,7 @@ class LabelMapFiles:
         folder.mkdir()
         for stem, labels in maps.items():
             np.save(folder / f"{stem}.npy", np.ascontiguousarray(labels, dtype=np.int64))
-        return LabelMapSource(folder, self.names)
+        return LabelMapSource(folder, self.names, unlabelled=unlabelled)
 
 
 def lift(

@@ -47,6 +47,9 @@ FINISHES: list[tuple[str, bool]] = [
 ]
 
 AXES = ("drop", "flip", "noise", "boundary", "scale")
+#: A combination holding this key (value 1) lifts with ``unlabelled="ignore"``: the gaps an
+#: erosion leaves do not vote for the background (see gsbp_ros.features.labels).
+UNLABELLED_IGNORED = "ignore_unlabelled"
 
 
 @dataclass
@@ -64,6 +67,7 @@ class SweepConfig:
             {"drop": 0.3, "flip": 0.2},
             {"drop": 0.3, "noise": 0.2},
             {"drop": 0.3, "boundary": -2},
+            {"drop": 0.3, "boundary": -2, UNLABELLED_IGNORED: 1.0},
             {"drop": 0.3, "boundary": 2},
             {"drop": 0.3, "flip": 0.2, "noise": 0.2, "boundary": 2},
         ]
@@ -93,7 +97,7 @@ class SweepConfig:
             if not 0.0 < v <= 1.0:
                 raise GsbpError(f"scale levels must lie in (0, 1], got {v}")
         for combo in self.combined:
-            unknown = set(combo) - set(AXES)
+            unknown = set(combo) - {*AXES, UNLABELLED_IGNORED}
             if unknown or not combo:
                 raise GsbpError(f"a combination names unknown axes {sorted(unknown)}")
 
@@ -235,7 +239,8 @@ def run_sweep(
             if i and runs[i - 1][1].get("scale", 1.0) not in (scale, 1.0):
                 bank.drop(runs[i - 1][1]["scale"])
             maps = corrupt_maps(clean, cond, len(data.names), condition_rng(seed, cond))
-            source = files.source(maps)
+            ignored = bool(cond.get(UNLABELLED_IGNORED, 0.0))
+            source = files.source(maps, unlabelled="ignore" if ignored else "background")
             sums, weight, used = lift(bank, train, source, scale=scale)
             iou3d, miou2d, same = score_field(data, source, sums, weight, bank, test)
             results.append(RunResult(group, cond, seed, used, iou3d, miou2d, same))

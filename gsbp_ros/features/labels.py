@@ -4,13 +4,19 @@ A folder holds one ``<camera stem>.png`` (8-bit L/P, 16-bit I;16 or 32-bit I) or
 ``<camera stem>.npy`` (integer [H, W]) per view. Pixel value v > 0 is
 ``label_names[v - 1]``; 0 is unlabelled.
 
-Unlabelled pixels vote for an implicit *background* code of their own (one more channel),
-so a Gaussian takes a label only where that label outweighs everything else that was seen
-there: with one label map of one object, the table under the object's silhouette edges gets
-mostly unlabelled weight and stays background instead of joining the object. Back-projecting
-the codes (expected mode) gives each Gaussian the weighted share of every label and of the
-background; :meth:`LabelMapSource.decode` turns that into a label and a confidence, and text
-queries use the background code as a negative (``background_code``).
+What an unlabelled pixel means is the caller's choice (``unlabelled``):
+
+- ``"background"`` (default): it votes for an implicit *background* code of its own (one more
+  channel), so a Gaussian takes a label only where that label outweighs everything else that
+  was seen there: with one label map of one object, the table under the object's silhouette
+  edges gets mostly unlabelled weight and stays background instead of joining the object.
+- ``"ignore"``: it does not vote (its code is zero), for maps whose labels cover the scene
+  and whose gaps mean "unknown", e.g. masks eroded at their boundaries or a segmenter's
+  unassigned pixels; a Gaussian seen only by unlabelled pixels is then unlabelled.
+
+Back-projecting the codes (expected mode) gives each Gaussian the weighted share of every
+label and of the background; :meth:`LabelMapSource.decode` turns that into a label and a
+confidence, and text queries use the background code as a negative (``background_code``).
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ from gsbp_ros.jsonio import read_json
 from gsbp_ros.query import label_key, match_label
 
 ENCODINGS = ("onehot", "contrastive")
+#: What an unlabelled pixel (value 0) votes for.
+UNLABELLED = ("background", "ignore")
 
 #: Kept for callers of the old name; label images are read in one place.
 read_label_map = read_label_image
@@ -79,6 +87,8 @@ class LabelMapSource(FeatureSource):
         dim: D for contrastive codes (default min(L + 1, 16)); must be None or L + 1 for
             one-hot.
         seed, steps: contrastive code training (deterministic for a seed).
+        unlabelled: what pixel value 0 votes for: ``"background"`` or ``"ignore"`` (nothing);
+            see the module docstring.
 
     Attributes:
         codes: [L, D] code of each label. background_code: [D] code of unlabelled pixels.
@@ -96,7 +106,13 @@ class LabelMapSource(FeatureSource):
         dim: int | None = None,
         seed: int = 0,
         steps: int = 300,
+        unlabelled: str = "background",
     ) -> None:
+        if unlabelled not in UNLABELLED:
+            raise FeatureError(
+                f"unlabelled must be one of {', '.join(UNLABELLED)}, got {unlabelled!r}"
+            )
+        self.unlabelled = unlabelled
         self.folder = Path(folder).expanduser()
         if not self.folder.is_dir():
             raise FeatureError(f"label map folder {self.folder} does not exist")
@@ -134,8 +150,9 @@ class LabelMapSource(FeatureSource):
         self.codes = all_codes[:-1].clone()
         self.background_code = all_codes[-1].clone()
         self.dim = int(all_codes.shape[1])
-        # Row 0 is "unlabelled": the background code.
-        self._table = torch.cat([self.background_code[None], self.codes])
+        # Row 0 is "unlabelled": the background code, or no vote at all.
+        row0 = self.background_code if unlabelled == "background" else torch.zeros(self.dim)
+        self._table = torch.cat([row0[None], self.codes])
         self._maps_hash: str | None = None
 
     def map_path(self, camera: Camera) -> Path | None:
@@ -183,7 +200,8 @@ class LabelMapSource(FeatureSource):
 
         Returns:
             labels: [N] int64 in -1..L-1; -1 where the background (unlabelled pixels)
-                outweighs every label, ties included, and where nothing was seen.
+                outweighs every label, ties included, and where nothing was seen (with
+                ``unlabelled="ignore"``: where no labelled pixel saw the Gaussian).
             confidence: [N] float32 in 0..1: one-hot, the winner's share of the weight;
                 contrastive, the decoder's softmax probability. 0 where nothing was seen.
         """
@@ -223,7 +241,7 @@ class LabelMapSource(FeatureSource):
             "labels": hashlib.sha256("\n".join(self.label_names).encode()).hexdigest(),
             "encoding": self.encoding,
             "dim": str(self.dim),
-            "background": "implicit",
+            "background": "implicit" if self.unlabelled == "background" else "ignored",
         }
         if self.encoding == "contrastive":
             key.update(seed=str(self.seed), steps=str(self.steps))

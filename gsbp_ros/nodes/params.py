@@ -134,6 +134,14 @@ PARAMS: tuple[Param, ...] = (
         '[""] = none.',
     ),
     Param(
+        "label_unlabelled",
+        "background",
+        "string",
+        "What unlabelled (0) label-map pixels vote for: background (an implicit background "
+        "label: an object wins only where it dominates; right for maps of a few objects) or "
+        "ignore (no vote: right when the labels cover the scene and gaps mean unknown).",
+    ),
+    Param(
         "cache_dir",
         "",
         "string",
@@ -470,6 +478,7 @@ def engine_config(values: dict[str, Any]):
         clip_model=values["clip_model"],
         label_maps_dir=values["label_maps_dir"],
         label_names=list(values["label_names"]),
+        label_unlabelled=values["label_unlabelled"],
         cache_dir=values["cache_dir"],
         max_views=int(values["max_views"]),
         render_scale=float(values["render_scale"]),
@@ -502,6 +511,7 @@ def _transform_or_none(values: list) -> list[float]:
 # Checks that need no engine: name -> (is the value valid?, what a valid value is).
 _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "mode": (lambda v: v in ("expected", "accumulated"), "must be expected or accumulated"),
+    "label_unlabelled": (lambda v: v in ("background", "ignore"), "must be background or ignore"),
     "raster_engine": (
         lambda v: v in ("auto", "numba", "gsplat", "torch"),
         "must be auto, numba, gsplat or torch",
