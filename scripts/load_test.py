@@ -32,20 +32,10 @@ BEGIN, END = "<!-- load-test results: begin -->", "<!-- load-test results: end -
 
 
 def machine() -> str:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = "?"
-    try:
-        kb = int(Path("/proc/meminfo").read_text().split()[1])
-        mem = f"{kb / 2**20:.0f} GiB"
-    except (OSError, ValueError, IndexError):
-        pass
+    from gsbp_ros.hostinfo import cpu_model, memory_gib
+
+    gib = memory_gib()
+    cpu, mem = cpu_model(), "?" if gib is None else f"{gib:.0f} GiB"
     from importlib.metadata import version
 
     import rclpy  # noqa: F401 - the version is the point

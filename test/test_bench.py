@@ -86,3 +86,19 @@ def test_startup_bench_finds_the_params_file_in_the_source_tree_and_an_install(
     (prefix / "share/gsbp_ros/config/gsbp.yaml").unlink()
     with pytest.raises(FileNotFoundError, match=r"gsbp\.yaml not found"):
         startup._params_file()
+
+
+def test_host_description_reads_proc_and_falls_back(tmp_path, monkeypatch):
+    from gsbp_ros import hostinfo
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Test CPU @ 3.0GHz\nflags\t: fpu\n")
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       25165824 kB\nMemFree: 1 kB\n")
+    real = hostinfo.Path
+    files = {"/proc/cpuinfo": cpuinfo, "/proc/meminfo": meminfo}
+    monkeypatch.setattr(hostinfo, "Path", lambda p: real(files.get(p, p)))
+    assert hostinfo.cpu_model() == "Test CPU @ 3.0GHz"
+    assert hostinfo.memory_gib() == 24.0
+    files.update({"/proc/cpuinfo": tmp_path / "none", "/proc/meminfo": tmp_path / "none"})
+    assert hostinfo.cpu_model() and hostinfo.memory_gib() is None

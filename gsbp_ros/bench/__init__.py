@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -25,16 +24,11 @@ from pathlib import Path
 
 import torch
 
+from gsbp_ros.hostinfo import cpu_model
+
 
 def machine_description(device: torch.device) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     threads = torch.get_num_threads()
     desc = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({threads} threads)"
     if device.type == "cuda":

@@ -40,8 +40,11 @@ def _level(axis: str, v: float) -> str:
 def machine() -> str:
     import torch
 
+    from gsbp_ros.hostinfo import cpu_model
+
     text = (
-        f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
+        f"{cpu_model()} ({platform.machine()}), {os.cpu_count()} CPU cores, "
+        f"Python {platform.python_version()}, "
         f"torch {torch.__version__} ({torch.get_num_threads()} "
         f"thread{'s' if torch.get_num_threads() != 1 else ''})"
     )
