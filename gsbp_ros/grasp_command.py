@@ -10,6 +10,7 @@ scene's frame, best first; ``--png`` draws the grippers on a render of a view.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -35,24 +36,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--view", default="auto", help="index, image name, or auto")
     p.add_argument("--scale", type=float, default=3.0, help="render --png at this times the size")
     gr = p.add_argument_group("gripper (scene units)")
-    for name in ("max_opening", "finger_length", "finger_width", "finger_thickness"):
-        gr.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(_GRIPPER, name))
-    for name in ("palm_depth", "clearance", "approach_distance"):
-        gr.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(_GRIPPER, name))
+    for f in dataclasses.fields(ParallelJawGripper):
+        gr.add_argument(
+            f"--{f.name.replace('_', '-')}", type=float, default=getattr(_GRIPPER, f.name)
+        )
     p.add_argument("--max-grasps", type=int, default=10)
     p.add_argument("--num-contacts", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
 
 
 def gripper_from_args(args: argparse.Namespace) -> ParallelJawGripper:
+    """The gripper of the command line: one option per field of :class:`ParallelJawGripper`."""
     return ParallelJawGripper(
-        max_opening=args.max_opening,
-        finger_length=args.finger_length,
-        finger_width=args.finger_width,
-        finger_thickness=args.finger_thickness,
-        palm_depth=args.palm_depth,
-        clearance=args.clearance,
-        approach_distance=args.approach_distance,
+        **{f.name: getattr(args, f.name) for f in dataclasses.fields(ParallelJawGripper)}
     )
 
 
