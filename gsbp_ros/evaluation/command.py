@@ -35,6 +35,8 @@ DOCS_COMMAND = (
 
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``gsbp eval`` (one table: the CLI and the report's command line)."""
+    from gsbp_ros.raster import ENGINES
+
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--demo", default="", help="folder written by gsbp demo-scene")
     what.add_argument("--scene", default="", help="splats of a scene with ground truth")
@@ -64,7 +66,7 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, default=0.0, help="--benchmark: Eq. 6/7 threshold")
     p.add_argument("--render-scale", type=float, default=1.0, help="--benchmark: input views")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--engine", default="auto", choices=["auto", "torch", "gsplat"])
+    p.add_argument("--engine", default="auto", choices=ENGINES, help="raster engine")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--no-plots", action="store_true", help="no PNG plots beside the report")
     p.add_argument("--out", default="", help="report: .md (plots beside it) or .json")
