@@ -13,7 +13,7 @@ indices.json, summary.json and summary.md (counts, centroid, boxes, approach, gr
 latencies, what arrived on ~/segmented_cloud, ~/affordance_markers and ~/grasp_poses).
 Exit code 0 only if every call succeeded.
 
-    python -m gsbp_ros.nodes.demo_client --scene-dir out/demo --out out/demo_client \
+    python -m gsbp_ros.nodes.demo_client --scene-dir out/demo/scene --out out/demo_client \
         [--node /gsbp] [--timeout 300]
     ros2 run gsbp_ros gsbp_demo_client --scene-dir ... --out ...
 """

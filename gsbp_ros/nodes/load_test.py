@@ -11,10 +11,9 @@ the report tells a slow answer from a lost one.
     python -m gsbp_ros.nodes.load_test --node /gsbp --scene-dir out/demo/scene \
         --clients 8 --calls 100 --timeout 10 --runs 3 --json out/load.json
 
-With ``--start-node`` it starts its own node on ``--scene-dir`` (a demo scene, see
-``gsbp demo-scene``) first. Exit code 0 only when every call of every run was answered
-in time and succeeded. scripts/load_test.py runs the full test and writes
-docs/reliability.md.
+It needs a running node on ``--scene-dir`` (a demo scene, see ``gsbp demo-scene``);
+scripts/load_test.py starts one, runs the full test and writes docs/reliability.md. Exit
+code 0 only when every call of every run was answered in time and succeeded.
 """
 
 from __future__ import annotations

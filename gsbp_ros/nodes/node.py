@@ -27,7 +27,8 @@ Topics (reliable, transient local, depth 1; lifecycle publishers: only while act
     ~/scene_cloud (on activate), ~/segmented_cloud, ~/affordance_cloud: PointCloud2
     ~/affordance_markers: MarkerArray (regions; grippers of the grasps, namespace "grippers")
     ~/grasp_poses: PoseArray, the grasps of the last Segment / TransferAffordance, best first
-    /diagnostics: DiagnosticArray every diagnostics_period seconds of wall-clock time
+/diagnostics (default QoS, depth 10, in every state): DiagnosticArray every
+    diagnostics_period seconds of wall-clock time.
 Subscribed: /clicked_point (geometry_msgs/PointStamped, RViz "Publish Point") -> a point
 segmentation published on ~/segmented_cloud.
 """

@@ -57,7 +57,8 @@ PARAMS: tuple[Param, ...] = (
         True,
         "bool",
         "Walk through configure and activate at start-up; false = wait for a lifecycle "
-        "manager's transitions (lifecycle_msgs/ChangeState on ~/change_state).",
+        "manager's transitions (lifecycle_msgs/ChangeState on ~/change_state). Read once "
+        "at process start.",
     ),
     # -- scene and views (read at configure) --
     Param(
@@ -252,7 +253,9 @@ PARAMS: tuple[Param, ...] = (
         "publish_scene_cloud",
         True,
         "bool",
-        "Publish the whole scene (x y z rgb) on ~/scene_cloud at each activation.",
+        "Publish the whole scene (x y z rgb) on ~/scene_cloud at each activation (a change "
+        "takes effect at the next activation).",
+        read_only=False,
     ),
     Param(
         "marker_scale",
@@ -319,7 +322,7 @@ PARAMS: tuple[Param, ...] = (
         "(scene units; 0 = no check).",
         read_only=False,
     ),
-    # -- grasps (gsbp_ros/grasps.py; lengths in frame_id units; may change at run time) --
+    # -- grasps (gsbp_ros/grasps/; lengths in frame_id units; may change at run time) --
     Param(
         "max_grasps",
         10,

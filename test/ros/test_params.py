@@ -265,3 +265,28 @@ def test_parameters_read_at_configure_change_only_while_unconfigured():
     for name in ("marker_scale", "default_k", "clicked_point_threshold", "diagnostics_period"):
         assert not PARAMS_BY_NAME[name].read_only
         assert refusal(PARAMS_BY_NAME[name], "active") == ""
+
+
+def test_docs_parameter_table_equals_the_table():
+    """docs/ros.md's parameter table says what params.py declares: name, type, default, when
+    it may change, description (users read the doc, the node reads the table)."""
+    import json
+
+    rows = {}
+    for line in (ROOT / "docs" / "ros.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if len(cells) == 5 and cells[0].startswith("`") and cells[1] in TYPES:
+            rows[cells[0].strip("`")] = cells[1:]
+    assert list(rows) == [p.name for p in PARAMS]
+    for p in PARAMS:
+        kind, default, changes, description = rows[p.name]
+        assert kind == p.type, p.name
+        if p.default == IDENTITY_4X4:
+            assert default == "identity"
+        else:
+            assert json.loads(default.strip("`")) == p.default, p.name
+        assert changes == ("configure" if p.read_only else "any time"), p.name
+        assert description == p.description.replace("|", "\\|"), p.name
+
+
+TYPES = {"string", "string_array", "integer", "double", "double_array", "bool"}
