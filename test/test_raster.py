@@ -28,7 +28,7 @@ from gsbp_ros.raster import (
     sh_colors,
 )
 from gsbp_ros.raster.bilinear import bilinear_matrix
-from gsbp_ros.raster.gsplat_engine import pixel_major_weights
+from gsbp_ros.raster.gsplat_engine import pixel_major_weights, row_bands
 from gsbp_ros.raster.numba_engine import project_gaussians_numba
 from gsbp_ros.raster.projection import MAX_ALPHA
 from gsbp_ros.raster.reference import reference_weights
@@ -509,6 +509,28 @@ def test_pixel_major_weights_recompute_the_torch_engine(case):
         width=camera.width,
     )
     torch.testing.assert_close(again, w.weights, rtol=1e-6, atol=1e-8)
+
+
+def test_row_bands_cover_the_view_within_both_bounds():
+    """The CUDA engine's band plan: consecutive, whole tile rows where a band spans one, no
+    band over the pixel or the pair bound unless a single row alone is over it."""
+    rows = [3, 0, 7, 100, 1, 1, 1, 1, 50, 2, 2, 9, 0, 0, 4, 4, 4, 4, 4, 60, 1]
+    for rows_per_band, max_pairs in [(21, 10**9), (9, 10**9), (3, 10**9), (8, 12), (21, 1)]:
+        bands = row_bands(rows, rows_per_band=rows_per_band, tile_size=4, max_pairs=max_pairs)
+        assert bands[0][0] == 0 and bands[-1][1] == len(rows)
+        assert [lo for lo, _ in bands[1:]] == [hi for _, hi in bands[:-1]]
+        for lo, hi in bands:
+            assert hi - lo <= rows_per_band
+            assert hi - lo == 1 or sum(rows[lo:hi]) <= max_pairs
+            if rows_per_band >= 4 and hi < len(rows) and sum(rows[lo : hi + 4]) <= max_pairs:
+                assert (hi - lo) % 4 == 0  # a pixel-bound band ends on a tile row
+    assert row_bands(rows, rows_per_band=21, tile_size=4, max_pairs=10**9) == [(0, 20), (20, 21)]
+    assert row_bands(rows, rows_per_band=3, tile_size=4, max_pairs=10**9)[:2] == [(0, 3), (3, 6)]
+    assert row_bands(rows, rows_per_band=21, tile_size=4, max_pairs=20)[:3] == [
+        (0, 3),
+        (3, 4),
+        (4, 8),
+    ]
 
 
 @pytest.mark.parametrize("engine", CPU_ENGINES)

@@ -315,8 +315,12 @@ def run_bench(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
 
     def save(rows: list[dict]) -> None:
+        # after every row, atomically: a run cut off by a time limit keeps what it measured
         if args.json:
-            Path(args.json).write_text(json.dumps(rows, indent=1))
+            from gsbp_ros.fileio import atomic_write
+
+            with atomic_write(Path(args.json), "w") as f:
+                f.write(json.dumps(rows, indent=1))
 
     rows = measure(plan, log=lambda m: print(m, file=sys.stderr, flush=True), on_row=save)
     if args.update:

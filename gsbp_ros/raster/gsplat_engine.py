@@ -16,7 +16,10 @@ The whole depth range is rasterized in one call per row band: splitting it into 
 batches would lose the per-pixel stop flag between calls (the kernel only sees T, so a pixel
 that stopped at ``T * (1 - alpha) <= 1e-4`` would take further, fainter Gaussians in the
 next batch). Memory stays bounded by splitting a large view into row bands instead: pixels
-outside the band get ``T = 0``, which stops them at their first Gaussian.
+outside the band get ``T = 0``, which stops them at their first Gaussian. gsplat counts one
+call's pairs in int32 (``at::cumsum`` of int32 counts in ``rasterize_to_indices_3dgs``), so a
+band is also kept small enough that an upper bound on its pairs (each pixel takes at most
+its tile's list) stays below 2**31: past that the kernel would write out of bounds.
 
 Agreement with the other engines: the pair list is gsplat's (its kernels use ``__expf``), so
 a pair whose alpha sits within an ulp of 1/255 or whose T sits within an ulp of 1e-4 may be
@@ -26,6 +29,7 @@ float32 rounding.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import logging
 import math
@@ -44,6 +48,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BAND_PIXELS = 1 << 22
 """Pixels rasterized per call (4 Mpx: one call for views up to 2048x2048)."""
+MAX_PAIRS_PER_CALL = (1 << 31) - 1
+"""gsplat's ``rasterize_to_indices_in_range`` counts a call's pairs in int32."""
 
 
 class EngineUnavailableError(GsbpError):
@@ -123,6 +129,36 @@ def pixel_major_weights(
     return (alpha * t_before).to(torch.float32)
 
 
+def row_bands(
+    row_pairs: list[int], *, rows_per_band: int, tile_size: int, max_pairs: int
+) -> list[tuple[int, int]]:
+    """``[lo, hi)`` row ranges covering the view, each rasterized by one call.
+
+    Args:
+        row_pairs: [H] upper bound on the pairs of each pixel row.
+        rows_per_band: at most this many rows per band (rounded down to whole tile rows when
+            it spans at least one, so that no tile is rasterized by two bands).
+        tile_size: gsplat's tile size.
+        max_pairs: a band's bound stays at most this (a single row may exceed it alone).
+
+    Returns:
+        consecutive bands from row 0 to H.
+    """
+    if rows_per_band >= tile_size:
+        rows_per_band -= rows_per_band % tile_size
+    rows_per_band = max(1, rows_per_band)
+    prefix = [0]
+    for n in row_pairs:
+        prefix.append(prefix[-1] + int(n))
+    bands, lo, height = [], 0, len(row_pairs)
+    while lo < height:
+        fits = bisect.bisect_right(prefix, prefix[lo] + max_pairs) - 1
+        hi = max(lo + 1, min(height, lo + rows_per_band, fits))
+        bands.append((lo, hi))
+        lo = hi
+    return bands
+
+
 @torch.no_grad()
 def compute_gsplat_weights(
     scene: GaussianScene,
@@ -139,7 +175,8 @@ def compute_gsplat_weights(
         camera: the view.
         options: raster settings (gsplat's own arguments of the same names).
         tile_size: gsplat's tile size.
-        band_pixels: at most this many pixels per rasterization call (memory bound).
+        band_pixels: at most this many pixels per rasterization call (memory bound; bands
+            also stay under gsplat's int32 pair count, see the module docstring).
 
     Returns:
         :class:`SparseViewWeights` on the scene's device.
@@ -192,13 +229,23 @@ def compute_gsplat_weights(
     )
     offsets = isect_offset_encode(isect_ids, 1, tile_w, tile_h)
     n_isects = int(flatten_ids.numel())
-    bounds = torch.cat([offsets.flatten(), torch.tensor([n_isects], device=device)])
-    longest = int((bounds[1:] - bounds[:-1]).max()) if n_isects else 0
+    bounds = torch.cat(
+        [offsets.flatten().long(), torch.tensor([n_isects], device=device, dtype=torch.int64)]
+    )
+    per_tile = (bounds[1:] - bounds[:-1]).reshape(tile_h, tile_w)
+    longest = int(per_tile.max()) if n_isects else 0
     num_batches = -(-longest // (tile_size * tile_size))
-    rows_per_band = max(1, min(height, band_pixels // max(width, 1)))
+    # A pixel takes at most its tile's whole list: a bound on each row's pairs.
+    tile_cols = (width - torch.arange(tile_w, device=device) * tile_size).clamp_max(tile_size)
+    row_pairs = (per_tile * tile_cols).sum(dim=1).repeat_interleave(tile_size)[:height]
+    bands = row_bands(
+        row_pairs.tolist(),
+        rows_per_band=max(1, min(height, band_pixels // max(width, 1))),
+        tile_size=tile_size,
+        max_pairs=MAX_PAIRS_PER_CALL,
+    )
     gs, ps, ws = [], [], []
-    for lo in range(0, height, rows_per_band):
-        hi = min(height, lo + rows_per_band)
+    for lo, hi in bands:
         trans = torch.zeros(1, height, width, device=device, dtype=torch.float32)
         trans[:, lo:hi] = 1.0
         g, pix, _ = rasterize_to_indices_in_range(
