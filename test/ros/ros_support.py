@@ -282,8 +282,8 @@ class RosClient:
     by a node started after it: requests go unanswered and latched topics stay silent for
     minutes, and fresh clients of the same participant do not help (docs/reliability.md).
     A query unanswered for :data:`STUCK_AFTER_S` therefore reconnects: a new participant
-    with the same subscriptions, then the query again within its deadline. Each reconnect is
-    logged to stderr (pytest shows it with a failure)."""
+    with the same subscriptions, then the query again, and so on until its deadline. Each
+    reconnect is logged to stderr (pytest shows it with a failure)."""
 
     #: A query (not a NOT_RESENT service) without an answer for this long reconnects.
     STUCK_AFTER_S = 20.0
@@ -327,13 +327,14 @@ class RosClient:
         if srv_type.__name__ in NOT_RESENT or timeout <= self.STUCK_AFTER_S:
             return self.services.call(srv_type, name, request, timeout)
         deadline = time.monotonic() + timeout
-        try:
-            return self.services.call(srv_type, name, request, self.STUCK_AFTER_S)
-        except DemoError as exc:
-            if "did not answer" not in str(exc):
-                raise
-            self.reconnect(f"{name}: {exc}")
-        return self.services.call(srv_type, name, request, deadline - time.monotonic())
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                return self.services.call(srv_type, name, request, min(left, self.STUCK_AFTER_S))
+            except DemoError as exc:
+                if "did not answer" not in str(exc) or left <= self.STUCK_AFTER_S:
+                    raise
+                self.reconnect(f"{name}: {exc}")
 
     def subscribe(self, msg_type, topic: str, *, latched: bool = True) -> Recorder:
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
