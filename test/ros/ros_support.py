@@ -239,7 +239,11 @@ def demo_node_params(demo: dict, output_dir: Path, cache_dir: Path) -> dict[str,
 
 class Recorder:
     """Messages received on one topic, with a condition to wait on. ``on_silent`` (latched
-    topics) is called once when nothing at all has arrived for ``silent_after`` seconds."""
+    topics) is called each time nothing at all has arrived for ``silent_after`` more
+    seconds; such a wait lasts at least :data:`SILENT_TRIES` of those periods, since a
+    latched message arrives at once unless the DDS stall of :class:`RosClient` holds it."""
+
+    SILENT_TRIES = 4
 
     def __init__(
         self, on_silent: Callable[[str], None] | None = None, silent_after: float = 20.0
@@ -254,8 +258,10 @@ class Recorder:
             self._cond.notify_all()
 
     def wait_for(self, predicate: Callable[[list], bool], timeout: float = 30.0):
-        start = time.monotonic()
-        deadline = start + timeout
+        if self._on_silent is not None:
+            timeout = max(timeout, self.SILENT_TRIES * self._silent_after)
+        deadline = time.monotonic() + timeout
+        next_try = time.monotonic() + self._silent_after
         while True:
             with self._cond:
                 while not predicate(self.messages):
@@ -263,15 +269,14 @@ class Recorder:
                     if now >= deadline:
                         raise TimeoutError(f"condition not met; {len(self.messages)} messages")
                     silent = self._on_silent is not None and not self.messages
-                    if silent and now >= start + self._silent_after:
+                    if silent and now >= next_try:
                         break
-                    wake = start + self._silent_after if silent else deadline
-                    self._cond.wait(min(deadline, wake) - now)
+                    self._cond.wait(min(deadline, next_try if silent else deadline) - now)
                 else:
                     return self.messages[-1] if self.messages else None
             # outside the lock: the reconnect stops the executor that calls this recorder
-            on_silent, self._on_silent = self._on_silent, None
-            on_silent(f"no message in {self._silent_after:.0f} s")
+            self._on_silent(f"no message in {self._silent_after:.0f} s")
+            next_try = time.monotonic() + self._silent_after
 
 
 class RosClient:
