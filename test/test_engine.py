@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from capture_layouts import write_inria_cameras
+from engine_support import demo_config
 
 from gsbp_ros.cameras import load_cameras
 from gsbp_ros.demo_scene import write_demo_scene
@@ -35,18 +36,7 @@ def _names(demo: Path) -> dict:
 
 
 def _config(demo: Path, **kw) -> EngineConfig:
-    names = _names(demo)
-    base = dict(
-        scene_path=str(demo / "scene.ply"),
-        cameras_path=str(demo / "sparse" / "0"),
-        device="cpu",
-        feature_sources=["labels"],
-        label_maps_dir=str(demo / "labels" / "objects"),
-        label_names=names["objects"],
-        output_dir=str(demo / "out"),
-    )
-    base.update(kw)
-    return EngineConfig(**base)
+    return demo_config(demo, **kw)
 
 
 @pytest.fixture(scope="module")

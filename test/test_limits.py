@@ -6,9 +6,10 @@ import dataclasses
 
 import numpy as np
 import pytest
+from engine_support import demo_config, started_engine
 
 from gsbp_ros.demo_scene import write_demo_scene
-from gsbp_ros.engine import EngineConfig, GsbpEngine
+from gsbp_ros.engine import GsbpEngine
 from gsbp_ros.errors import QueryError
 from gsbp_ros.limits import (
     RequestLimits,
@@ -75,26 +76,9 @@ def test_far_points_are_refused_with_their_distance():
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory) -> GsbpEngine:
-    import json
-
     out = tmp_path_factory.mktemp("demo")
     write_demo_scene(out, num_views=6, width=96, height=72, density=0.4)
-    names = json.loads((out / "names.json").read_text())
-    eng = GsbpEngine(
-        EngineConfig(
-            scene_path=str(out / "scene.ply"),
-            cameras_path=str(out / "sparse" / "0"),
-            device="cpu",
-            feature_sources=["labels"],
-            label_maps_dir=str(out / "labels" / "objects"),
-            label_names=names["objects"],
-            output_dir=str(out / "out"),
-        ),
-        log=lambda m: None,
-    )
-    eng.start()
-    eng.check_ready()
-    return eng
+    return started_engine(demo_config(out))
 
 
 def test_engine_refuses_over_limit_and_far_points_then_keeps_serving(engine):

@@ -3,14 +3,14 @@ feature-field cache key (a field lifted with other settings is another field).""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
+from engine_support import demo_config, started_engine
 
 from gsbp_ros.demo_scene import write_demo_scene
-from gsbp_ros.engine import EngineConfig, GsbpEngine
+from gsbp_ros.engine import GsbpEngine
 from gsbp_ros.nodes.params import PARAMS, check_value, engine_config
 from gsbp_ros.raster import RasterOptions
 
@@ -23,22 +23,7 @@ def demo(tmp_path_factory) -> Path:
 
 
 def _start(demo: Path, cache: Path, raster: RasterOptions) -> GsbpEngine:
-    names = json.loads((demo / "names.json").read_text())
-    cfg = EngineConfig(
-        scene_path=str(demo / "scene.ply"),
-        cameras_path=str(demo / "sparse" / "0"),
-        device="cpu",
-        feature_sources=["labels"],
-        label_maps_dir=str(demo / "labels" / "objects"),
-        label_names=names["objects"],
-        cache_dir=str(cache),
-        output_dir=str(demo / "out"),
-        raster=raster,
-    )
-    eng = GsbpEngine(cfg, log=lambda m: None)
-    eng.start()
-    eng.check_ready()
-    return eng
+    return started_engine(demo_config(demo, cache_dir=str(cache), raster=raster))
 
 
 def test_raster_options_are_part_of_the_cache_key(demo, tmp_path):
